@@ -1,0 +1,5 @@
+//! The server: API, store, blob store, queues, router, pools, workers, autoscaling,
+//! backpressure, metrics and alerts. Every backend sits behind a trait; only the
+//! code that builds the engine from its config names a concrete one.
+
+pub mod model;

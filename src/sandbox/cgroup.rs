@@ -1,0 +1,1 @@
+//! Sandbox backend module `cgroup` (see the module docs of `crate::sandbox`).

@@ -1,0 +1,44 @@
+//! The sandbox: runs one untrusted command under limits and reports how it ended.
+//!
+//! This layer knows nothing of problems, verdicts, HTTP or queues (see
+//! `DESIGN.md`, "The sandbox contract"). Every backend implements [`Sandbox`];
+//! [`RunSpec`] describes one run declaratively (as nsjail's config message does)
+//! and [`RunOutcome`] reports it with isolate's meta quantities and units.
+//!
+//! Backends:
+//! - [`native`]: namespaces, pivot_root into a read-only root, cgroups (v1 and v2),
+//!   seccomp, unprivileged uid; warm boxes reused after a wipe. The default.
+//! - [`process`]: the trusted pool: no namespaces, but rlimits, its own cgroup and
+//!   an unprivileged uid.
+
+pub mod cgroup;
+pub mod native;
+pub mod process;
+mod spec;
+
+pub use spec::*;
+
+use std::time::Duration;
+
+/// One isolation backend. Implementations must be safe to call from many threads
+/// at once: the judge runs an interactive problem's program and interactor
+/// concurrently, and a pool runs many slots.
+pub trait Sandbox: Send + Sync {
+    /// Runs `spec` to completion (or to a limit) and reports how it ended.
+    ///
+    /// The contestant's program misbehaving (crashing, exceeding limits, attacking
+    /// the box) is always an `Ok(RunOutcome)`; `Err` is only for the judge's own
+    /// failures (cgroup writes failing, the box not starting), which the caller
+    /// turns into IE.
+    fn run(&self, spec: &RunSpec) -> Result<RunOutcome, SandboxError>;
+
+    /// Short backend name for logs, metrics and `judge doctor` (`"native"`, `"process"`).
+    fn name(&self) -> &'static str;
+
+    /// Makes one new box ready ahead of use and returns how long that took
+    /// (the `cold_start_time` metric). Backends without warm state return
+    /// `Ok(Duration::ZERO)`.
+    fn prepare(&self) -> Result<Duration, SandboxError> {
+        Ok(Duration::ZERO)
+    }
+}

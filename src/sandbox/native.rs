@@ -1,0 +1,1 @@
+//! Sandbox backend module `native` (see the module docs of `crate::sandbox`).

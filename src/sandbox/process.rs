@@ -1,0 +1,1 @@
+//! Sandbox backend module `process` (see the module docs of `crate::sandbox`).

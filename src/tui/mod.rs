@@ -1,0 +1,1 @@
+//! `judge top`: app state, pure draw functions and the event loop.
