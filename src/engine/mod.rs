@@ -2,4 +2,7 @@
 //! backpressure, metrics and alerts. Every backend sits behind a trait; only the
 //! code that builds the engine from its config names a concrete one.
 
+pub mod alerts;
+pub mod autoscale;
+pub mod backpressure;
 pub mod model;

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Submission priority. `high` is always admitted; `low` is shed first under load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, PartialOrd, Ord,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     /// Judged first; never shed.

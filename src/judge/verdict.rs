@@ -104,7 +104,11 @@ impl std::str::FromStr for Verdict {
         Verdict::ALL
             .into_iter()
             .find(|v| v.code().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown verdict {s:?} (expected one of AC, WA, TLE, MLE, RTE, OLE, CE, IE)"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown verdict {s:?} (expected one of AC, WA, TLE, MLE, RTE, OLE, CE, IE)"
+                )
+            })
     }
 }
 
@@ -189,7 +193,10 @@ mod tests {
         let r = JudgeResult {
             verdict: Verdict::AC,
             score: None,
-            compile: CompileResult { ok: true, message: String::new() },
+            compile: CompileResult {
+                ok: true,
+                message: String::new(),
+            },
             tests: vec![TestResult {
                 name: "secret/01".into(),
                 verdict: Verdict::AC,

@@ -1,0 +1,612 @@
+//! Autoscaling: per-pool rules in the seed's shape (metric, threshold, action, cooldown) within
+//! min/max replicas, and the [`Actuator`] that carries the decisions out.
+//!
+//! The rules know nothing of how replicas are made: the local actuator starts and stops worker
+//! tasks inside `judge serve`; an actuator for `judge worker` processes or a Kubernetes
+//! deployment implements the same trait.
+//!
+//! Defaults (`[autoscale.pools.*]` in templates/judge.toml) are this engine's reading of the seed
+//! tables (DESIGN.md, "Backpressure and scaling"):
+//! - container: 1..=10 replicas; +2 when queue_depth > 50 or p95_latency_ms > 5000, cooldown
+//!   60 s; −1 when worker_idle_time > 300 s, cooldown 300 s.
+//! - microvm: 1..=5; +1 when queue_depth > 20 or p95_latency_ms > 15000, cooldown 120 s; −1 when
+//!   worker_idle_time > 600 s, cooldown 600 s.
+//! - trusted: 1..=3; +1 when queue_depth > 10, cooldown 120 s; −1 when worker_idle_time > 600 s,
+//!   cooldown 600 s.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::engine::backpressure::{serde_duration, ConfigError};
+
+/// A metric the rules can watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleMetric {
+    /// Jobs waiting in the pool's queue, all priorities.
+    QueueDepth,
+    /// 95th percentile of submit-to-verdict latency in ms, over the metrics window.
+    P95LatencyMs,
+    /// Seconds for which at least one whole replica's worth of slots has stood idle with an
+    /// empty queue (so a replica could go without slowing anyone down).
+    WorkerIdleTime,
+}
+
+impl ScaleMetric {
+    /// The name used in judge.toml and in scaling events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::QueueDepth => "queue_depth",
+            Self::P95LatencyMs => "p95_latency_ms",
+            Self::WorkerIdleTime => "worker_idle_time",
+        }
+    }
+}
+
+/// A replica count change: `"+2"`, `"-1"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step(pub i32);
+
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            S(String),
+            N(i64),
+        }
+        let n = match Raw::deserialize(d)? {
+            Raw::S(s) => s.trim().parse::<i32>().map_err(|_| {
+                serde::de::Error::custom(format!("bad action {s:?}: expected \"+N\" or \"-N\""))
+            })?,
+            Raw::N(n) => {
+                i32::try_from(n).map_err(|_| serde::de::Error::custom("action too big"))?
+            }
+        };
+        Ok(Step(n))
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:+}", self.0)
+    }
+}
+
+/// One rule: when `metric > threshold` and the pool's last scaling action is at least
+/// `cooldown` ago, change the replica count by `action`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// What to watch.
+    pub metric: ScaleMetric,
+    /// Fires when the metric is strictly above this (jobs, ms or s depending on the metric).
+    pub threshold: f64,
+    /// Replica change, `"+2"` or `"-1"`.
+    pub action: Step,
+    /// Minimum time since the pool's previous scaling action (either direction).
+    #[serde(with = "serde_duration")]
+    pub cooldown: Duration,
+}
+
+impl Rule {
+    fn new(metric: ScaleMetric, threshold: f64, action: i32, cooldown_s: u64) -> Self {
+        Self {
+            metric,
+            threshold,
+            action: Step(action),
+            cooldown: Duration::from_secs(cooldown_s),
+        }
+    }
+
+    /// `"queue_depth > 50: +2"`, as scaling events record it.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} > {}: {}",
+            self.metric.as_str(),
+            self.threshold,
+            self.action
+        )
+    }
+}
+
+/// `[autoscale.pools.NAME]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolScaling {
+    /// Fewest replicas; the pool is brought up to it at start.
+    pub min_replicas: u32,
+    /// Most replicas.
+    pub max_replicas: u32,
+    /// Checked in order; the first that fires wins.
+    #[serde(default)]
+    pub scale_up: Vec<Rule>,
+    /// Checked in order, only when no scale-up rule's condition holds.
+    #[serde(default)]
+    pub scale_down: Vec<Rule>,
+}
+
+impl PoolScaling {
+    /// The default for a pool named `pool` (see the module docs); pools not named by the seed
+    /// get the microvm table.
+    pub fn default_for(pool: &str) -> Self {
+        use ScaleMetric::*;
+        match pool {
+            "container" => Self {
+                min_replicas: 1,
+                max_replicas: 10,
+                scale_up: vec![
+                    Rule::new(QueueDepth, 50.0, 2, 60),
+                    Rule::new(P95LatencyMs, 5000.0, 2, 60),
+                ],
+                scale_down: vec![Rule::new(WorkerIdleTime, 300.0, -1, 300)],
+            },
+            "trusted" => Self {
+                min_replicas: 1,
+                max_replicas: 3,
+                scale_up: vec![Rule::new(QueueDepth, 10.0, 1, 120)],
+                scale_down: vec![Rule::new(WorkerIdleTime, 600.0, -1, 600)],
+            },
+            _ => Self {
+                min_replicas: 1,
+                max_replicas: 5,
+                scale_up: vec![
+                    Rule::new(QueueDepth, 20.0, 1, 120),
+                    Rule::new(P95LatencyMs, 15000.0, 1, 120),
+                ],
+                scale_down: vec![Rule::new(WorkerIdleTime, 600.0, -1, 600)],
+            },
+        }
+    }
+
+    fn validate(&self, pool: &str) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("autoscale.pools.{pool}.{k}");
+        if self.min_replicas == 0 {
+            return Err(ConfigError::new(key("min_replicas"), "must be at least 1"));
+        }
+        if self.max_replicas < self.min_replicas {
+            return Err(ConfigError::new(
+                key("max_replicas"),
+                format!("must be at least min_replicas ({})", self.min_replicas),
+            ));
+        }
+        for (i, r) in self.scale_up.iter().enumerate() {
+            if r.action.0 <= 0 {
+                return Err(ConfigError::new(
+                    key(&format!("scale_up[{i}].action")),
+                    "must be +N",
+                ));
+            }
+        }
+        for (i, r) in self.scale_down.iter().enumerate() {
+            if r.action.0 >= 0 {
+                return Err(ConfigError::new(
+                    key(&format!("scale_down[{i}].action")),
+                    "must be -N",
+                ));
+            }
+        }
+        for (i, r) in self.scale_up.iter().chain(&self.scale_down).enumerate() {
+            if !r.threshold.is_finite() || r.threshold < 0.0 {
+                return Err(ConfigError::new(
+                    key(&format!("rule[{i}].threshold")),
+                    "must be a number ≥ 0",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[autoscale]` in judge.toml.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutoscaleConfig {
+    /// Off: every pool runs `min_replicas` replicas and no rule is evaluated.
+    pub enabled: bool,
+    /// How often the rules are evaluated. Default 5 s.
+    #[serde(with = "serde_duration")]
+    pub interval: Duration,
+    /// Per pool; a pool missing here gets [`PoolScaling::default_for`].
+    pub pools: BTreeMap<String, PoolScaling>,
+}
+
+impl Default for AutoscaleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(5),
+            pools: ["container", "microvm", "trusted"]
+                .into_iter()
+                .map(|p| (p.to_string(), PoolScaling::default_for(p)))
+                .collect(),
+        }
+    }
+}
+
+impl AutoscaleConfig {
+    /// The rules of `pool`.
+    pub fn pool(&self, pool: &str) -> PoolScaling {
+        self.pools
+            .get(pool)
+            .cloned()
+            .unwrap_or_else(|| PoolScaling::default_for(pool))
+    }
+
+    /// Checks every value.
+    ///
+    /// # Errors
+    /// The first value out of range, with its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.interval < Duration::from_millis(100) {
+            return Err(ConfigError::new(
+                "autoscale.interval",
+                "must be at least 100ms",
+            ));
+        }
+        self.pools.iter().try_for_each(|(name, p)| p.validate(name))
+    }
+}
+
+/// The metrics of one pool at one evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PoolMetrics {
+    /// Waiting jobs, all priorities.
+    pub queue_depth: u64,
+    /// p95 latency in ms over the window; `None` when nothing finished in it.
+    pub p95_latency_ms: Option<f64>,
+    /// See [`ScaleMetric::WorkerIdleTime`].
+    pub worker_idle_time: Duration,
+}
+
+impl PoolMetrics {
+    /// The value of `m`; `None` when it has no value now.
+    pub fn get(&self, m: ScaleMetric) -> Option<f64> {
+        match m {
+            ScaleMetric::QueueDepth => Some(self.queue_depth as f64),
+            ScaleMetric::P95LatencyMs => self.p95_latency_ms,
+            ScaleMetric::WorkerIdleTime => Some(self.worker_idle_time.as_secs_f64()),
+        }
+    }
+}
+
+/// One autoscaler decision (before the actuator carries it out).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Replicas now.
+    pub from: u32,
+    /// Replicas wanted.
+    pub to: u32,
+    /// The rule, e.g. `"queue_depth > 50: +2"` or `"min_replicas = 1"`.
+    pub rule: String,
+    /// The metric value that triggered it (the replica count for the bounds).
+    pub value: f64,
+}
+
+impl Decision {
+    /// Whether it adds replicas.
+    pub fn is_scale_up(&self) -> bool {
+        self.to > self.from
+    }
+}
+
+/// The decision state of one pool: its rules and when it last scaled.
+#[derive(Debug, Clone)]
+pub struct PoolScaler {
+    cfg: PoolScaling,
+    last_action: Option<Instant>,
+}
+
+impl PoolScaler {
+    /// A scaler that has not acted yet (no cooldown pending).
+    pub fn new(cfg: PoolScaling) -> Self {
+        Self {
+            cfg,
+            last_action: None,
+        }
+    }
+
+    /// The rules.
+    pub fn config(&self) -> &PoolScaling {
+        &self.cfg
+    }
+
+    fn cooled(&self, now: Instant, r: &Rule) -> bool {
+        self.last_action
+            .is_none_or(|t| now.duration_since(t) >= r.cooldown)
+    }
+
+    /// Decides at `now` with `current` replicas and metrics `m`. A decision starts the cooldown
+    /// whether or not the actuator then succeeds (so a failing actuator is not hammered).
+    ///
+    /// Order: bounds first (below `min_replicas` or above `max_replicas`, no cooldown); then the
+    /// first scale-up rule whose condition holds and whose cooldown has passed; scale-down rules
+    /// only when no scale-up condition holds at all. Steps are clamped to the bounds; a rule
+    /// that would change nothing is not a decision.
+    pub fn decide(&mut self, now: Instant, current: u32, m: &PoolMetrics) -> Option<Decision> {
+        let (min, max) = (self.cfg.min_replicas, self.cfg.max_replicas);
+        let decision = if current < min {
+            Some(Decision {
+                from: current,
+                to: min,
+                rule: format!("min_replicas = {min}"),
+                value: current as f64,
+            })
+        } else if current > max {
+            Some(Decision {
+                from: current,
+                to: max,
+                rule: format!("max_replicas = {max}"),
+                value: current as f64,
+            })
+        } else {
+            let holds = |r: &Rule| m.get(r.metric).filter(|v| *v > r.threshold);
+            let up_holds = self.cfg.scale_up.iter().any(|r| holds(r).is_some());
+            let rules = if up_holds {
+                &self.cfg.scale_up
+            } else {
+                &self.cfg.scale_down
+            };
+            rules.iter().find_map(|r| {
+                let value = holds(r)?;
+                if !self.cooled(now, r) {
+                    return None;
+                }
+                let to = (i64::from(current) + i64::from(r.action.0))
+                    .clamp(i64::from(min), i64::from(max));
+                let to = u32::try_from(to).unwrap_or(min);
+                (to != current).then(|| Decision {
+                    from: current,
+                    to,
+                    rule: r.describe(),
+                    value,
+                })
+            })
+        };
+        if decision.is_some() {
+            self.last_action = Some(now);
+        }
+        decision
+    }
+}
+
+/// Why an actuator could not scale.
+#[derive(Debug, thiserror::Error)]
+pub enum ActuatorError {
+    /// The pool is not known to this actuator.
+    #[error("unknown pool {0:?}")]
+    UnknownPool(String),
+    /// Starting a replica failed (e.g. its sandbox could not be prepared).
+    #[error("starting a replica of pool {pool:?} failed: {reason}")]
+    Start {
+        /// Pool.
+        pool: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The backend refused or failed otherwise.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Carries out scaling decisions. The local actuator starts and stops worker tasks in
+/// `judge serve`; other actuators (remote `judge worker` processes, a Kubernetes deployment's
+/// replica count) implement the same two calls.
+pub trait Actuator: Send + Sync {
+    /// Replicas of `pool` running now.
+    fn replicas<'a>(&'a self, pool: &'a str) -> BoxFuture<'a, Result<u32, ActuatorError>>;
+
+    /// Brings `pool` to `replicas` replicas and returns how many run afterwards. Stopping a
+    /// replica drains it: it finishes or hands back its leased jobs, never drops one.
+    ///
+    /// # Errors
+    /// When the target could not be reached; some replicas may have started before the error
+    /// (the next [`Actuator::replicas`] call tells).
+    fn scale_to<'a>(
+        &'a self,
+        pool: &'a str,
+        replicas: u32,
+    ) -> BoxFuture<'a, Result<u32, ActuatorError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn depth(n: u64) -> PoolMetrics {
+        PoolMetrics {
+            queue_depth: n,
+            ..PoolMetrics::default()
+        }
+    }
+
+    fn idle(s: u64) -> PoolMetrics {
+        PoolMetrics {
+            worker_idle_time: Duration::from_secs(s),
+            ..PoolMetrics::default()
+        }
+    }
+
+    /// Applies decisions to a replica count, as an actuator that always succeeds.
+    fn step(s: &mut PoolScaler, replicas: &mut u32, m: PoolMetrics) -> Option<String> {
+        let d = s.decide(Instant::now(), *replicas, &m)?;
+        assert_eq!(d.from, *replicas);
+        *replicas = d.to;
+        Some(d.rule)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scale_up_sequence_respects_cooldown_and_max() {
+        let mut s = PoolScaler::new(PoolScaling::default_for("container"));
+        let mut r = 1;
+        assert_eq!(
+            step(&mut s, &mut r, depth(51)).as_deref(),
+            Some("queue_depth > 50: +2")
+        );
+        assert_eq!(r, 3);
+        // Within the 60 s cooldown nothing happens, however deep the queue.
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(step(&mut s, &mut r, depth(900)), None);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(step(&mut s, &mut r, depth(900)).is_some());
+        assert_eq!(r, 5);
+        let mut seen = vec![r];
+        for _ in 0..5 {
+            tokio::time::advance(Duration::from_secs(60)).await;
+            step(&mut s, &mut r, depth(900));
+            seen.push(r);
+        }
+        // Clamped at max 10, and no decision once there.
+        assert_eq!(seen, vec![5, 7, 9, 10, 10, 10]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn p95_latency_rule_fires_and_a_missing_p95_does_not() {
+        let mut s = PoolScaler::new(PoolScaling::default_for("container"));
+        let mut r = 2;
+        let m = PoolMetrics {
+            p95_latency_ms: Some(5000.0),
+            ..PoolMetrics::default()
+        };
+        assert_eq!(step(&mut s, &mut r, m), None, "threshold is strict");
+        assert_eq!(step(&mut s, &mut r, PoolMetrics::default()), None);
+        let m = PoolMetrics {
+            p95_latency_ms: Some(7000.0),
+            ..PoolMetrics::default()
+        };
+        let d = s.decide(Instant::now(), r, &m).expect("scales");
+        assert_eq!(
+            (d.from, d.to, d.rule.as_str(), d.value),
+            (2, 4, "p95_latency_ms > 5000: +2", 7000.0)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scale_down_sequence_respects_its_cooldown_and_min() {
+        let mut s = PoolScaler::new(PoolScaling::default_for("container"));
+        let mut r = 4;
+        assert_eq!(step(&mut s, &mut r, idle(300)), None, "threshold is strict");
+        assert_eq!(
+            step(&mut s, &mut r, idle(301)).as_deref(),
+            Some("worker_idle_time > 300: -1")
+        );
+        assert_eq!(r, 3);
+        tokio::time::advance(Duration::from_secs(299)).await;
+        assert_eq!(step(&mut s, &mut r, idle(600)), None);
+        let mut seen = vec![r];
+        for _ in 0..4 {
+            tokio::time::advance(Duration::from_secs(300)).await;
+            step(&mut s, &mut r, idle(900));
+            seen.push(r);
+        }
+        assert_eq!(seen, vec![3, 2, 1, 1, 1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scale_down_waits_out_the_cooldown_after_a_scale_up() {
+        let mut s = PoolScaler::new(PoolScaling::default_for("container"));
+        let mut r = 1;
+        step(&mut s, &mut r, depth(100));
+        assert_eq!(r, 3);
+        tokio::time::advance(Duration::from_secs(200)).await;
+        assert_eq!(
+            step(&mut s, &mut r, idle(400)),
+            None,
+            "300 s cooldown since the scale-up"
+        );
+        tokio::time::advance(Duration::from_secs(100)).await;
+        assert!(step(&mut s, &mut r, idle(400)).is_some());
+        assert_eq!(r, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_scale_down_while_a_scale_up_condition_holds() {
+        let mut s = PoolScaler::new(PoolScaling::default_for("container"));
+        let mut r = 10;
+        let m = PoolMetrics {
+            queue_depth: 80,
+            worker_idle_time: Duration::from_secs(900),
+            p95_latency_ms: None,
+        };
+        assert_eq!(step(&mut s, &mut r, m), None);
+        assert_eq!(r, 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bounds_are_restored_without_cooldown() {
+        let mut s = PoolScaler::new(PoolScaling::default_for("microvm"));
+        let mut r = 0;
+        assert_eq!(
+            step(&mut s, &mut r, depth(0)).as_deref(),
+            Some("min_replicas = 1")
+        );
+        assert_eq!(r, 1);
+        let mut r = 9;
+        assert_eq!(
+            step(&mut s, &mut r, depth(0)).as_deref(),
+            Some("max_replicas = 5")
+        );
+        assert_eq!(r, 5);
+        // microvm scales by +1 up to 5.
+        tokio::time::advance(Duration::from_secs(120)).await;
+        let mut r = 4;
+        assert_eq!(
+            step(&mut s, &mut r, depth(21)).as_deref(),
+            Some("queue_depth > 20: +1")
+        );
+        assert_eq!(r, 5);
+    }
+
+    #[test]
+    fn config_parses_the_seed_shape_and_validates() {
+        let cfg: AutoscaleConfig = toml::from_str(
+            r#"
+            interval = "2s"
+            [pools.container]
+            min_replicas = 2
+            max_replicas = 6
+            [[pools.container.scale_up]]
+            metric = "queue_depth"
+            threshold = 30
+            action = "+3"
+            cooldown = "30s"
+            [[pools.container.scale_down]]
+            metric = "worker_idle_time"
+            threshold = 120
+            action = "-1"
+            cooldown = "2m"
+            "#,
+        )
+        .expect("parses");
+        cfg.validate().expect("valid");
+        let c = cfg.pool("container");
+        assert_eq!(c.scale_up[0].action, Step(3));
+        assert_eq!(c.scale_down[0].cooldown, Duration::from_secs(120));
+        assert_eq!(cfg.pool("microvm"), PoolScaling::default_for("microvm"));
+
+        let bad: AutoscaleConfig =
+            toml::from_str("[pools.microvm]\nmin_replicas = 3\nmax_replicas = 2\n")
+                .expect("parses");
+        assert_eq!(
+            bad.validate().unwrap_err().key,
+            "autoscale.pools.microvm.max_replicas"
+        );
+        let bad: AutoscaleConfig = toml::from_str(
+            "[pools.x]\nmin_replicas = 1\nmax_replicas = 2\n[[pools.x.scale_down]]\nmetric = \"queue_depth\"\nthreshold = 1\naction = \"+1\"\ncooldown = \"1s\"\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            bad.validate().unwrap_err().key,
+            "autoscale.pools.x.scale_down[0].action"
+        );
+        assert!(toml::from_str::<AutoscaleConfig>(
+            "[pools.x]\nmin_replicas = 1\nmax_replicas = 2\n[[pools.x.scale_up]]\nmetric = \"cpu\"\nthreshold = 1\naction = \"+1\"\ncooldown = \"1s\"\n"
+        )
+        .is_err());
+    }
+}
