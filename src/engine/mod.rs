@@ -3,6 +3,10 @@
 //! code that builds the engine from its config names a concrete one.
 
 pub mod alerts;
+pub mod api;
 pub mod autoscale;
 pub mod backpressure;
+pub mod config;
 pub mod model;
+pub mod package;
+pub mod router;
