@@ -8,7 +8,6 @@
 //! they are pure and deterministic; the async callers pass `Instant::now()`, and tests drive them
 //! under tokio's paused clock.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -395,12 +394,11 @@ pub fn next_shedding(cfg: &SheddingConfig, prev: Shedding, depth: u64) -> Sheddi
 }
 
 /// Admission control: one per server, consulted by `POST /api/v1/submissions` after the rate
-/// limiter. Thread-safe; counts the submissions it refused.
+/// limiter. Thread-safe. (Refusals are counted by [`crate::engine::metrics::Metrics`].)
 #[derive(Debug)]
 pub struct Shedder {
     cfg: SheddingConfig,
     state: Mutex<Shedding>,
-    shed_total: AtomicU64,
 }
 
 impl Shedder {
@@ -409,7 +407,6 @@ impl Shedder {
         Self {
             cfg,
             state: Mutex::new(Shedding::None),
-            shed_total: AtomicU64::new(0),
         }
     }
 
@@ -424,11 +421,6 @@ impl Shedder {
     /// The current level.
     pub fn level(&self) -> Shedding {
         *self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Submissions refused since start.
-    pub fn shed_total(&self) -> u64 {
-        self.shed_total.load(Ordering::Relaxed)
     }
 
     /// Decides on one submission of `priority` given `depth` waiting jobs right now.
@@ -446,7 +438,6 @@ impl Shedder {
         if !refused {
             return Ok(());
         }
-        self.shed_total.fetch_add(1, Ordering::Relaxed);
         let threshold = match level {
             Shedding::Normal => self.cfg.normal_above,
             Shedding::Low | Shedding::None => self.cfg.low_above,
@@ -733,7 +724,6 @@ mod tests {
         // ...and admitting again below 500.
         assert!(sh.admit(Priority::Low, 499).is_ok());
         assert!(sh.admit(Priority::Low, 900).is_ok());
-        assert_eq!(sh.shed_total(), 4);
         assert_eq!(sh.level(), Shedding::None);
     }
 

@@ -7,6 +7,7 @@ pub mod api;
 pub mod autoscale;
 pub mod backpressure;
 pub mod config;
+pub mod metrics;
 pub mod model;
 pub mod package;
 pub mod router;
