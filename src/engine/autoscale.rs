@@ -5,16 +5,15 @@
 //! tasks inside `judge serve`; an actuator for `judge worker` processes or a Kubernetes
 //! deployment implements the same trait.
 //!
-//! Defaults (`[autoscale.pools.*]` in templates/judge.toml) are this engine's reading of the seed
+//! Defaults (`[autoscale.*]` in templates/judge.toml; the bounds are `[pools.*]`) are this engine's reading of the seed
 //! tables (DESIGN.md, "Backpressure and scaling"):
 //! - container: 1..=10 replicas; +2 when queue_depth > 50 or p95_latency_ms > 5000, cooldown
 //!   60 s; −1 when worker_idle_time > 300 s, cooldown 300 s.
 //! - microvm: 1..=5; +1 when queue_depth > 20 or p95_latency_ms > 15000, cooldown 120 s; −1 when
 //!   worker_idle_time > 600 s, cooldown 600 s.
-//! - trusted: 1..=3; +1 when queue_depth > 10, cooldown 120 s; −1 when worker_idle_time > 600 s,
+//! - trusted: 1..=2; +1 when queue_depth > 10, cooldown 120 s; −1 when worker_idle_time > 600 s,
 //!   cooldown 600 s.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -115,31 +114,44 @@ impl Rule {
     }
 }
 
-/// `[autoscale.pools.NAME]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PoolScaling {
-    /// Fewest replicas; the pool is brought up to it at start.
-    pub min_replicas: u32,
-    /// Most replicas.
-    pub max_replicas: u32,
+/// `[autoscale.POOL]`: the rules of one pool. A missing list keeps that pool's default list;
+/// an empty list (`scale_down = []`) disables that direction.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolRulesConfig {
     /// Checked in order; the first that fires wins.
-    #[serde(default)]
+    pub scale_up: Option<Vec<Rule>>,
+    /// Checked in order, only when no scale-up rule's condition holds.
+    pub scale_down: Option<Vec<Rule>>,
+}
+
+impl PoolRulesConfig {
+    /// Both lists set to the defaults of `pool`.
+    pub fn default_for(pool: &str) -> Self {
+        let d = PoolRules::default_for(pool);
+        Self {
+            scale_up: Some(d.scale_up),
+            scale_down: Some(d.scale_down),
+        }
+    }
+}
+
+/// The scale-up and scale-down rules of one pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolRules {
+    /// Checked in order; the first that fires wins.
     pub scale_up: Vec<Rule>,
     /// Checked in order, only when no scale-up rule's condition holds.
-    #[serde(default)]
     pub scale_down: Vec<Rule>,
 }
 
-impl PoolScaling {
-    /// The default for a pool named `pool` (see the module docs); pools not named by the seed
-    /// get the microvm table.
+impl PoolRules {
+    /// The default rules of `pool` (see the module docs); pools not named by the seed get the
+    /// microvm table.
     pub fn default_for(pool: &str) -> Self {
         use ScaleMetric::*;
         match pool {
             "container" => Self {
-                min_replicas: 1,
-                max_replicas: 10,
                 scale_up: vec![
                     Rule::new(QueueDepth, 50.0, 2, 60),
                     Rule::new(P95LatencyMs, 5000.0, 2, 60),
@@ -147,14 +159,10 @@ impl PoolScaling {
                 scale_down: vec![Rule::new(WorkerIdleTime, 300.0, -1, 300)],
             },
             "trusted" => Self {
-                min_replicas: 1,
-                max_replicas: 3,
                 scale_up: vec![Rule::new(QueueDepth, 10.0, 1, 120)],
                 scale_down: vec![Rule::new(WorkerIdleTime, 600.0, -1, 600)],
             },
             _ => Self {
-                min_replicas: 1,
-                max_replicas: 5,
                 scale_up: vec![
                     Rule::new(QueueDepth, 20.0, 1, 120),
                     Rule::new(P95LatencyMs, 15000.0, 1, 120),
@@ -165,42 +173,33 @@ impl PoolScaling {
     }
 
     fn validate(&self, pool: &str) -> Result<(), ConfigError> {
-        let key = |k: &str| format!("autoscale.pools.{pool}.{k}");
-        if self.min_replicas == 0 {
-            return Err(ConfigError::new(key("min_replicas"), "must be at least 1"));
-        }
-        if self.max_replicas < self.min_replicas {
-            return Err(ConfigError::new(
-                key("max_replicas"),
-                format!("must be at least min_replicas ({})", self.min_replicas),
-            ));
-        }
-        for (i, r) in self.scale_up.iter().enumerate() {
-            if r.action.0 <= 0 {
-                return Err(ConfigError::new(
-                    key(&format!("scale_up[{i}].action")),
-                    "must be +N",
-                ));
+        let check = |dir: &str, rules: &[Rule], up: bool| {
+            for (i, r) in rules.iter().enumerate() {
+                let key = |k: &str| format!("autoscale.{pool}.{dir}[{i}].{k}");
+                if (up && r.action.0 <= 0) || (!up && r.action.0 >= 0) {
+                    let want = if up { "+N (N ≥ 1)" } else { "-N (N ≥ 1)" };
+                    return Err(ConfigError::new(key("action"), format!("must be {want}")));
+                }
+                if !r.threshold.is_finite() || r.threshold < 0.0 {
+                    return Err(ConfigError::new(key("threshold"), "must be a number ≥ 0"));
+                }
             }
-        }
-        for (i, r) in self.scale_down.iter().enumerate() {
-            if r.action.0 >= 0 {
-                return Err(ConfigError::new(
-                    key(&format!("scale_down[{i}].action")),
-                    "must be -N",
-                ));
-            }
-        }
-        for (i, r) in self.scale_up.iter().chain(&self.scale_down).enumerate() {
-            if !r.threshold.is_finite() || r.threshold < 0.0 {
-                return Err(ConfigError::new(
-                    key(&format!("rule[{i}].threshold")),
-                    "must be a number ≥ 0",
-                ));
-            }
-        }
-        Ok(())
+            Ok(())
+        };
+        check("scale_up", &self.scale_up, true)?;
+        check("scale_down", &self.scale_down, false)
     }
+}
+
+/// Everything the scaler of one pool needs: bounds (from `[pools.POOL]`) and rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolScaling {
+    /// Fewest replicas; the pool is brought up to it at start.
+    pub min_replicas: u32,
+    /// Most replicas.
+    pub max_replicas: u32,
+    /// The rules.
+    pub rules: PoolRules,
 }
 
 /// `[autoscale]` in judge.toml.
@@ -212,8 +211,12 @@ pub struct AutoscaleConfig {
     /// How often the rules are evaluated. Default 5 s.
     #[serde(with = "serde_duration")]
     pub interval: Duration,
-    /// Per pool; a pool missing here gets [`PoolScaling::default_for`].
-    pub pools: BTreeMap<String, PoolScaling>,
+    /// `[autoscale.container]`.
+    pub container: PoolRulesConfig,
+    /// `[autoscale.microvm]`.
+    pub microvm: PoolRulesConfig,
+    /// `[autoscale.trusted]`.
+    pub trusted: PoolRulesConfig,
 }
 
 impl Default for AutoscaleConfig {
@@ -221,21 +224,27 @@ impl Default for AutoscaleConfig {
         Self {
             enabled: true,
             interval: Duration::from_secs(5),
-            pools: ["container", "microvm", "trusted"]
-                .into_iter()
-                .map(|p| (p.to_string(), PoolScaling::default_for(p)))
-                .collect(),
+            container: PoolRulesConfig::default_for("container"),
+            microvm: PoolRulesConfig::default_for("microvm"),
+            trusted: PoolRulesConfig::default_for("trusted"),
         }
     }
 }
 
 impl AutoscaleConfig {
-    /// The rules of `pool`.
-    pub fn pool(&self, pool: &str) -> PoolScaling {
-        self.pools
-            .get(pool)
-            .cloned()
-            .unwrap_or_else(|| PoolScaling::default_for(pool))
+    /// The rules of `pool`: configured lists, defaults for the lists not given.
+    pub fn rules(&self, pool: &str) -> PoolRules {
+        let def = PoolRules::default_for(pool);
+        let given = match pool {
+            "container" => &self.container,
+            "microvm" => &self.microvm,
+            "trusted" => &self.trusted,
+            _ => return def,
+        };
+        PoolRules {
+            scale_up: given.scale_up.clone().unwrap_or(def.scale_up),
+            scale_down: given.scale_down.clone().unwrap_or(def.scale_down),
+        }
     }
 
     /// Checks every value.
@@ -249,7 +258,9 @@ impl AutoscaleConfig {
                 "must be at least 100ms",
             ));
         }
-        self.pools.iter().try_for_each(|(name, p)| p.validate(name))
+        ["container", "microvm", "trusted"]
+            .iter()
+            .try_for_each(|p| self.rules(p).validate(p))
     }
 }
 
@@ -324,7 +335,8 @@ impl PoolScaler {
     /// Decides at `now` with `current` replicas and metrics `m`. A decision starts the cooldown
     /// whether or not the actuator then succeeds (so a failing actuator is not hammered).
     ///
-    /// Order: bounds first (below `min_replicas` or above `max_replicas`, no cooldown); then the
+    /// Order: bounds first (below `min_replicas` or above `max_replicas`, no cooldown); a pool
+    /// with no replica and a waiting job gets one at once; then the
     /// first scale-up rule whose condition holds and whose cooldown has passed; scale-down rules
     /// only when no scale-up condition holds at all. Steps are clamped to the bounds; a rule
     /// that would change nothing is not a decision.
@@ -344,13 +356,22 @@ impl PoolScaler {
                 rule: format!("max_replicas = {max}"),
                 value: current as f64,
             })
+        } else if current == 0 && m.queue_depth > 0 && max > 0 {
+            // A pool scaled to zero (min_replicas = 0) must wake for its first job, whatever
+            // the thresholds say: nothing else would ever judge it.
+            Some(Decision {
+                from: 0,
+                to: 1,
+                rule: "queue_depth > 0 with no replica: +1".into(),
+                value: m.queue_depth as f64,
+            })
         } else {
             let holds = |r: &Rule| m.get(r.metric).filter(|v| *v > r.threshold);
-            let up_holds = self.cfg.scale_up.iter().any(|r| holds(r).is_some());
+            let up_holds = self.cfg.rules.scale_up.iter().any(|r| holds(r).is_some());
             let rules = if up_holds {
-                &self.cfg.scale_up
+                &self.cfg.rules.scale_up
             } else {
-                &self.cfg.scale_down
+                &self.cfg.rules.scale_down
             };
             rules.iter().find_map(|r| {
                 let value = holds(r)?;
@@ -418,6 +439,14 @@ pub trait Actuator: Send + Sync {
 mod tests {
     use super::*;
 
+    fn scaling(pool: &str, min_replicas: u32, max_replicas: u32) -> PoolScaling {
+        PoolScaling {
+            min_replicas,
+            max_replicas,
+            rules: PoolRules::default_for(pool),
+        }
+    }
+
     fn depth(n: u64) -> PoolMetrics {
         PoolMetrics {
             queue_depth: n,
@@ -442,7 +471,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn scale_up_sequence_respects_cooldown_and_max() {
-        let mut s = PoolScaler::new(PoolScaling::default_for("container"));
+        let mut s = PoolScaler::new(scaling("container", 1, 10));
         let mut r = 1;
         assert_eq!(
             step(&mut s, &mut r, depth(51)).as_deref(),
@@ -467,7 +496,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn p95_latency_rule_fires_and_a_missing_p95_does_not() {
-        let mut s = PoolScaler::new(PoolScaling::default_for("container"));
+        let mut s = PoolScaler::new(scaling("container", 1, 10));
         let mut r = 2;
         let m = PoolMetrics {
             p95_latency_ms: Some(5000.0),
@@ -488,7 +517,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn scale_down_sequence_respects_its_cooldown_and_min() {
-        let mut s = PoolScaler::new(PoolScaling::default_for("container"));
+        let mut s = PoolScaler::new(scaling("container", 1, 10));
         let mut r = 4;
         assert_eq!(step(&mut s, &mut r, idle(300)), None, "threshold is strict");
         assert_eq!(
@@ -509,7 +538,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn scale_down_waits_out_the_cooldown_after_a_scale_up() {
-        let mut s = PoolScaler::new(PoolScaling::default_for("container"));
+        let mut s = PoolScaler::new(scaling("container", 1, 10));
         let mut r = 1;
         step(&mut s, &mut r, depth(100));
         assert_eq!(r, 3);
@@ -526,7 +555,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn no_scale_down_while_a_scale_up_condition_holds() {
-        let mut s = PoolScaler::new(PoolScaling::default_for("container"));
+        let mut s = PoolScaler::new(scaling("container", 1, 10));
         let mut r = 10;
         let m = PoolMetrics {
             queue_depth: 80,
@@ -539,7 +568,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn bounds_are_restored_without_cooldown() {
-        let mut s = PoolScaler::new(PoolScaling::default_for("microvm"));
+        let mut s = PoolScaler::new(scaling("microvm", 1, 5));
         let mut r = 0;
         assert_eq!(
             step(&mut s, &mut r, depth(0)).as_deref(),
@@ -562,51 +591,55 @@ mod tests {
         assert_eq!(r, 5);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_pool_scaled_to_zero_wakes_for_its_first_job() {
+        let mut s = PoolScaler::new(scaling("container", 0, 10));
+        let mut r = 0;
+        assert_eq!(step(&mut s, &mut r, depth(0)), None);
+        assert_eq!(
+            step(&mut s, &mut r, depth(1)).as_deref(),
+            Some("queue_depth > 0 with no replica: +1")
+        );
+        assert_eq!(r, 1);
+    }
+
     #[test]
     fn config_parses_the_seed_shape_and_validates() {
         let cfg: AutoscaleConfig = toml::from_str(
             r#"
             interval = "2s"
-            [pools.container]
-            min_replicas = 2
-            max_replicas = 6
-            [[pools.container.scale_up]]
+            [[container.scale_up]]
             metric = "queue_depth"
             threshold = 30
             action = "+3"
             cooldown = "30s"
-            [[pools.container.scale_down]]
-            metric = "worker_idle_time"
-            threshold = 120
-            action = "-1"
-            cooldown = "2m"
+            [microvm]
+            scale_down = []
             "#,
         )
         .expect("parses");
         cfg.validate().expect("valid");
-        let c = cfg.pool("container");
+        let c = cfg.rules("container");
+        assert_eq!(c.scale_up.len(), 1);
         assert_eq!(c.scale_up[0].action, Step(3));
-        assert_eq!(c.scale_down[0].cooldown, Duration::from_secs(120));
-        assert_eq!(cfg.pool("microvm"), PoolScaling::default_for("microvm"));
+        assert_eq!(c.scale_up[0].describe(), "queue_depth > 30: +3");
+        // Lists not given keep their defaults; an empty list disables that direction.
+        assert_eq!(c.scale_down, PoolRules::default_for("container").scale_down);
+        assert!(cfg.rules("microvm").scale_down.is_empty());
+        assert_eq!(cfg.rules("trusted"), PoolRules::default_for("trusted"));
 
-        let bad: AutoscaleConfig =
-            toml::from_str("[pools.microvm]\nmin_replicas = 3\nmax_replicas = 2\n")
-                .expect("parses");
-        assert_eq!(
-            bad.validate().unwrap_err().key,
-            "autoscale.pools.microvm.max_replicas"
-        );
         let bad: AutoscaleConfig = toml::from_str(
-            "[pools.x]\nmin_replicas = 1\nmax_replicas = 2\n[[pools.x.scale_down]]\nmetric = \"queue_depth\"\nthreshold = 1\naction = \"+1\"\ncooldown = \"1s\"\n",
+            "[[trusted.scale_down]]\nmetric = \"queue_depth\"\nthreshold = 1\naction = \"+1\"\ncooldown = \"1s\"\n",
         )
         .expect("parses");
         assert_eq!(
             bad.validate().unwrap_err().key,
-            "autoscale.pools.x.scale_down[0].action"
+            "autoscale.trusted.scale_down[0].action"
         );
         assert!(toml::from_str::<AutoscaleConfig>(
-            "[pools.x]\nmin_replicas = 1\nmax_replicas = 2\n[[pools.x.scale_up]]\nmetric = \"cpu\"\nthreshold = 1\naction = \"+1\"\ncooldown = \"1s\"\n"
+            "[[container.scale_up]]\nmetric = \"cpu\"\nthreshold = 1\naction = \"+1\"\ncooldown = \"1s\"\n"
         )
         .is_err());
+        assert!(toml::from_str::<AutoscaleConfig>("[gpu]\nscale_up = []\n").is_err());
     }
 }

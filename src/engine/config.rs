@@ -74,6 +74,14 @@ pub struct ServeConfig {
     pub judging: JudgingConfig,
     /// The three pools, in the order container, microvm, trusted.
     pub pools: Vec<PoolConfig>,
+    /// Circuit breaker, load shedding and claim pacing (`[backpressure]`).
+    pub backpressure: super::backpressure::BackpressureConfig,
+    /// Autoscaler rules (`[autoscale]`); the bounds are the pools' min/max_replicas.
+    pub autoscale: super::autoscale::AutoscaleConfig,
+    /// Alert rules and webhook (`[alerts]`).
+    pub alerts: super::alerts::AlertsConfig,
+    /// Metric windows and histogram buckets (`[metrics]`).
+    pub metrics: super::metrics::MetricsConfig,
 }
 
 /// HTTP gateway limits.
@@ -145,6 +153,11 @@ struct Raw {
     rate_limit: RawRateLimit,
     judging: RawJudging,
     pools: RawPools,
+    // Sections owned by backpressure/autoscale/alerts/metrics: typed and validated there.
+    backpressure: super::backpressure::BackpressureConfig,
+    autoscale: super::autoscale::AutoscaleConfig,
+    alerts: super::alerts::AlertsConfig,
+    metrics: super::metrics::MetricsConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -421,6 +434,14 @@ impl ServeConfig {
             pools.push(pool(origin, name, rp)?);
         }
 
+        // [backpressure], [autoscale], [alerts], [metrics]
+        let section =
+            |e: super::backpressure::ConfigError| ConfigError::new(origin, e.key, e.reason);
+        raw.backpressure.validate().map_err(section)?;
+        raw.autoscale.validate().map_err(section)?;
+        raw.alerts.validate().map_err(section)?;
+        raw.metrics.validate().map_err(section)?;
+
         Ok(ServeConfig {
             listen,
             public_url: s.public_url.map(|u| u.trim_end_matches('/').to_string()),
@@ -431,6 +452,10 @@ impl ServeConfig {
             rate_limit,
             judging,
             pools,
+            backpressure: raw.backpressure,
+            autoscale: raw.autoscale,
+            alerts: raw.alerts,
+            metrics: raw.metrics,
         })
     }
 
@@ -566,6 +591,10 @@ mod tests {
         assert_eq!(t.rate_limit, d.rate_limit);
         assert_eq!(t.judging, d.judging);
         assert_eq!(t.pools, d.pools);
+        assert_eq!(t.backpressure, d.backpressure);
+        assert_eq!(t.autoscale, d.autoscale);
+        assert_eq!(t.alerts, d.alerts);
+        assert_eq!(t.metrics, d.metrics);
     }
 
     #[test]
@@ -642,6 +671,11 @@ mod tests {
             ("[server]\nmax_source_bytes = 2000000\n", "judge.toml: server.max_source_bytes: 2000000 leaves no room in server.body_limit_bytes = 1048576"),
             ("[server]\npublic_url = \"judge.example.org\"\n", "judge.toml: server.public_url: \"judge.example.org\" must start with http:// or https://"),
             ("[server\n", "judge.toml: (file): invalid table header"),
+            ("[backpressure.shedding]\nresume_below = 5000\n", "judge.toml: backpressure.shedding.resume_below: must not exceed low_above (1000)"),
+            ("[backpressure.claims]\nbatch = 0\n", "judge.toml: backpressure.claims.batch: must be at least 1"),
+            ("[[autoscale.container.scale_up]]\nmetric = \"queue_depth\"\nthreshold = 5\naction = \"-1\"\ncooldown = \"1m\"\n", "judge.toml: autoscale.container.scale_up[0].action: must be +N"),
+            ("[alerts]\nwebhook = \"hooks.example.org\"\n", "judge.toml: alerts.webhook: must be an http:// or https:// URL"),
+            ("[metrics]\nbuckets_s = []\n", "judge.toml: metrics.buckets_s: must be a non-empty"),
         ];
         for (text, want) in cases {
             let got = load(text).expect_err(text).to_string();
