@@ -1,0 +1,242 @@
+//! One SQLite connection shared by async callers: opened with the engine's pragmas,
+//! migrated by `PRAGMA user_version`, and used on tokio's blocking threads.
+//! Shared by the SQLite store and the SQLite queue.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+/// How long a writer waits for another connection's lock before failing (SQLITE_BUSY).
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a database could not be opened or a call could not run.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DbError {
+    /// SQLite refused (open, pragma, migration).
+    #[error("{context}: {source}")]
+    Sqlite {
+        /// What was being done, with the file's path.
+        context: String,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A file-system step failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The schema is newer than this build knows.
+    #[error("{path}: schema version {found} is newer than this build of judge knows ({known}); upgrade judge")]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// `PRAGMA user_version` found.
+        found: i64,
+        /// Migrations this build has.
+        known: i64,
+    },
+    /// The blocking task running the call panicked or was cancelled.
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+/// A connection behind a mutex, used from async code through [`Db::call`].
+#[derive(Debug, Clone)]
+pub(crate) struct Db {
+    /// The one connection; SQLite serializes writers anyway, and a single connection keeps
+    /// prepared statements cached across calls.
+    conn: Arc<Mutex<Connection>>,
+    /// The file, for error messages.
+    path: Arc<PathBuf>,
+}
+
+impl Db {
+    /// Opens `path` (creating it and its parent folder), sets WAL mode, `synchronous=NORMAL`
+    /// (a committed transaction survives a crash of the process — kill -9 — though not
+    /// necessarily a power loss), foreign keys and the busy timeout, then applies the
+    /// `migrations` not yet applied, each in its own transaction, recording the count in
+    /// `PRAGMA user_version`.
+    pub(crate) fn open(path: &Path, migrations: &[&str]) -> Result<Db, DbError> {
+        let ctx = |what: &str| format!("{what} {}", path.display());
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| DbError::Io {
+                context: format!("creating folder {}", parent.display()),
+                source,
+            })?;
+        }
+        let mut conn = Connection::open(path).map_err(|source| DbError::Sqlite {
+            context: ctx("opening"),
+            source,
+        })?;
+        configure(&conn).map_err(|source| DbError::Sqlite {
+            context: ctx("configuring"),
+            source,
+        })?;
+        migrate(&mut conn, path, migrations)?;
+        Ok(Db {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Arc::new(path.to_path_buf()),
+        })
+    }
+
+    /// The database file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on a blocking thread and returns its result.
+    pub(crate) async fn call<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic inside an earlier call poisons the mutex; the connection itself is
+            // still sound (an unfinished transaction rolled back when it was dropped).
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| E::from(DbError::Task(e.to_string())))?
+    }
+
+    /// Runs `f` with the connection on the calling thread (tests).
+    #[cfg(test)]
+    pub(crate) fn call_blocking<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
+        let mut guard = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut guard)
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // In-memory databases answer "memory"; anything else is a real failure to switch.
+        if !mode.eq_ignore_ascii_case("memory") {
+            return Err(rusqlite::Error::InvalidParameterName(format!(
+                "journal_mode stayed {mode:?}, WAL wanted"
+            )));
+        }
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<(), DbError> {
+    let ctx = |what: String| {
+        move |source| DbError::Sqlite {
+            context: format!("{what} {}", path.display()),
+            source,
+        }
+    };
+    let known = i64::try_from(migrations.len()).unwrap_or(i64::MAX);
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(ctx("reading schema version of".into()))?;
+    if found > known {
+        return Err(DbError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            known,
+        });
+    }
+    for (i, sql) in migrations
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(found).unwrap_or(0))
+    {
+        let version = i + 1;
+        let tx = conn
+            .transaction()
+            .map_err(ctx(format!("starting migration {version} of")))?;
+        tx.execute_batch(sql)
+            .map_err(ctx(format!("applying migration {version} to")))?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(ctx(format!("recording migration {version} in")))?;
+        tx.commit()
+            .map_err(ctx(format!("committing migration {version} to")))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_in_order_and_refuse_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/x.db");
+        let m = ["CREATE TABLE a (x INTEGER);", "INSERT INTO a VALUES (1);"];
+        let db = Db::open(&path, &m).unwrap();
+        let (v, n, mode): (i64, i64, String) = db.call_blocking(|c| {
+            (
+                c.pragma_query_value(None, "user_version", |r| r.get(0))
+                    .unwrap(),
+                c.query_row("SELECT count(*) FROM a", [], |r| r.get(0))
+                    .unwrap(),
+                c.pragma_query_value(None, "journal_mode", |r| r.get(0))
+                    .unwrap(),
+            )
+        });
+        assert_eq!((v, n, mode.as_str()), (2, 1, "wal"));
+        drop(db);
+        // Reopening applies nothing again (the INSERT would add a second row).
+        let m3 = [
+            "CREATE TABLE a (x INTEGER);",
+            "INSERT INTO a VALUES (1);",
+            "INSERT INTO a VALUES (2);",
+        ];
+        let db = Db::open(&path, &m3).unwrap();
+        let n: i64 = db.call_blocking(|c| {
+            c.query_row("SELECT count(*) FROM a", [], |r| r.get(0))
+                .unwrap()
+        });
+        assert_eq!(n, 2);
+        drop(db);
+        match Db::open(&path, &m[..1]) {
+            Err(DbError::TooNew {
+                found: 3, known: 1, ..
+            }) => {}
+            other => panic!("expected TooNew, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_the_version_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let bad = [
+            "CREATE TABLE a (x INTEGER);",
+            "CREATE TABLE b (y INTEGER); THIS IS NOT SQL;",
+        ];
+        let err = Db::open(&path, &bad).unwrap_err();
+        assert!(err.to_string().contains("applying migration 2"), "{err}");
+        let db = Db::open(&path, &bad[..1]).unwrap();
+        let has_b: i64 = db.call_blocking(|c| {
+            c.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'b'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        });
+        assert_eq!(has_b, 0, "migration 2 was rolled back as a whole");
+    }
+}
