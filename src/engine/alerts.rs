@@ -9,11 +9,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use serde::Deserialize;
+use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::engine::backpressure::{serde_duration, ConfigError};
+use crate::engine::metrics::Metrics;
 use crate::engine::model::{Alert, AlertState, Severity};
+use crate::engine::store::{AlertUpdate as StoreAlertUpdate, Store};
 
 /// A metric alert rules can watch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
@@ -164,13 +169,13 @@ pub struct Sample {
     pub value: f64,
 }
 
-/// An alert whose state or value changed at an evaluation: store it (upsert by `alert.id`
-/// when known, else insert and remember the id with [`AlertEngine::set_id`]).
+/// An alert whose state or value changed at an evaluation, to store (the store keys open
+/// alerts by rule and pool and assigns the id).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertUpdate {
-    /// Rule name and pool, the key to hand back to [`AlertEngine::set_id`].
+    /// Rule name and pool.
     pub key: (String, Option<String>),
-    /// The alert as it stands; `id` is 0 until the store assigned one.
+    /// The alert as it stands; `id` is 0 (the store assigns it).
     pub alert: Alert,
     /// Whether the state changed (pending, firing, resolved) — a webhook goes out on firing and
     /// resolved transitions.
@@ -182,7 +187,6 @@ struct Active {
     state: AlertState,
     since: Instant,
     since_wall: String,
-    id: i64,
     value: f64,
 }
 
@@ -199,13 +203,6 @@ impl AlertEngine {
         Self {
             rules,
             active: BTreeMap::new(),
-        }
-    }
-
-    /// Records the store's id for an alert in flight.
-    pub fn set_id(&mut self, key: &(String, Option<String>), id: i64) {
-        if let Some(a) = self.active.get_mut(key) {
-            a.id = id;
         }
     }
 
@@ -246,7 +243,6 @@ impl AlertEngine {
                     state: next,
                     since: now,
                     since_wall: wall.to_string(),
-                    id: 0,
                     value: s.value,
                 });
                 let transition = prev != Some(next);
@@ -312,7 +308,7 @@ impl AlertEngine {
         AlertUpdate {
             key: key.clone(),
             alert: Alert {
-                id: a.id,
+                id: 0,
                 rule: rule.name.clone(),
                 pool: key.1.clone(),
                 severity: rule.severity,
@@ -323,6 +319,110 @@ impl AlertEngine {
                 resolved_at: (a.state == AlertState::Resolved).then(|| wall.to_string()),
             },
             transition,
+        }
+    }
+}
+
+/// The alert loop of a server: evaluates the rules over the metrics registry, stores every
+/// change through the [`Store`], and POSTs firing and resolved alerts to the webhook.
+pub struct Alerter {
+    engine: AlertEngine,
+    metrics: Arc<Metrics>,
+    store: Arc<dyn Store>,
+    webhook: Option<(reqwest::Client, String)>,
+}
+
+impl Alerter {
+    /// From `[alerts]`.
+    pub fn new(cfg: &AlertsConfig, metrics: Arc<Metrics>, store: Arc<dyn Store>) -> Self {
+        let webhook = cfg.webhook.clone().map(|url| {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default();
+            (client, url)
+        });
+        Self {
+            engine: AlertEngine::new(cfg.rules.clone()),
+            metrics,
+            store,
+            webhook,
+        }
+    }
+
+    /// One evaluation. Returns the alerts as stored after it (only those that changed).
+    pub async fn tick(&mut self) -> Vec<Alert> {
+        let now = OffsetDateTime::now_utc();
+        let wall = crate::engine::clock::rfc3339(now);
+        let updates = self
+            .engine
+            .evaluate(Instant::now(), &wall, &self.metrics.alert_samples());
+        let mut out = Vec::new();
+        for u in updates {
+            let a = &u.alert;
+            let up = StoreAlertUpdate {
+                rule: a.rule.clone(),
+                pool: a.pool.clone(),
+                severity: a.severity,
+                state: a.state,
+                message: a.message.clone(),
+                value: a.value,
+                at: now,
+            };
+            let stored = match self.store.upsert_alert(&up).await {
+                Ok(Some(stored)) => stored,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(rule = %a.rule, error = %e, "cannot store an alert");
+                    u.alert.clone()
+                }
+            };
+            if u.transition {
+                match stored.state {
+                    AlertState::Firing => tracing::warn!(rule = %stored.rule, "{}", stored.message),
+                    AlertState::Resolved => {
+                        tracing::info!(rule = %stored.rule, "resolved: {}", stored.message)
+                    }
+                    AlertState::Pending => {}
+                }
+                if stored.state != AlertState::Pending {
+                    self.notify(&stored);
+                }
+            }
+            out.push(stored);
+        }
+        out
+    }
+
+    /// POSTs `alert` as JSON to the webhook in the background; failures are logged.
+    fn notify(&self, alert: &Alert) {
+        let Some((client, url)) = &self.webhook else {
+            return;
+        };
+        let req = client.post(url).json(alert);
+        let rule = alert.rule.clone();
+        tokio::spawn(async move {
+            match req.send().await.and_then(|r| r.error_for_status()) {
+                Ok(_) => tracing::debug!(rule, "alert webhook delivered"),
+                Err(e) => tracing::warn!(rule, error = %e, "alert webhook failed"),
+            }
+        });
+    }
+
+    /// Evaluates every `interval` until `shutdown` completes.
+    pub async fn run(
+        mut self,
+        interval: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tick.tick() => { self.tick().await; }
+            }
         }
     }
 }
@@ -371,13 +471,18 @@ mod tests {
             "{}",
             up[0].alert.message
         );
-        e.set_id(&up[0].key, 7);
         let up = e.evaluate(Instant::now(), "t3", &[depth("container", 40.0)]);
         assert_eq!(
             states(&up),
             vec![("queue_depth_warning".into(), AlertState::Resolved)]
         );
-        assert_eq!(up[0].alert.id, 7);
+        assert_eq!(
+            up[0].key,
+            (
+                "queue_depth_warning".to_string(),
+                Some("container".to_string())
+            )
+        );
         assert_eq!(up[0].alert.resolved_at.as_deref(), Some("t3"));
         assert_eq!(e.active(), 0);
     }
@@ -507,5 +612,78 @@ mod tests {
         assert_eq!(cfg.rules[0].for_, Duration::from_secs(30));
         let bad: AlertsConfig = toml::from_str("webhook = \"ftp://x\"\n").expect("parses");
         assert_eq!(bad.validate().unwrap_err().key, "alerts.webhook");
+    }
+
+    #[tokio::test]
+    async fn alerter_stores_transitions_and_posts_the_webhook() {
+        use crate::engine::metrics::{MetricsConfig, PoolInfo};
+        // A real HTTP receiver on a free port that keeps what it is sent.
+        let got = Arc::new(tokio::sync::Mutex::new(Vec::<Alert>::new()));
+        let sink = got.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(a): axum::Json<Alert>| {
+                let sink = sink.clone();
+                async move { sink.lock().await.push(a) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(crate::engine::store::open_sqlite(&dir.path().join("s.db")).unwrap());
+        let info = PoolInfo {
+            name: "microvm".into(),
+            backend: "native".into(),
+            slots_per_replica: 2,
+            min_replicas: 1,
+            max_replicas: 5,
+        };
+        let metrics = Arc::new(Metrics::new(MetricsConfig::default(), &[info]));
+        let cfg = AlertsConfig {
+            webhook: Some(format!("http://{addr}/hook")),
+            rules: vec![AlertRule::new(
+                "deep",
+                AlertMetric::QueueDepth,
+                3.0,
+                0,
+                Severity::Critical,
+            )],
+            ..AlertsConfig::default()
+        };
+        let mut alerter = Alerter::new(&cfg, metrics.clone(), store.clone());
+        let deep = crate::engine::model::QueueDepth {
+            high: 1,
+            normal: 2,
+            low: 3,
+        };
+        metrics.sample_queue("microvm", deep, 0);
+        let changed = alerter.tick().await;
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0].state, AlertState::Firing);
+        assert!(changed[0].id > 0);
+        metrics.sample_queue("microvm", crate::engine::model::QueueDepth::default(), 0);
+        let changed = alerter.tick().await;
+        assert_eq!(changed[0].state, AlertState::Resolved);
+        assert!(changed[0].resolved_at.is_some());
+        let recent = store.recent_alerts(10).await.unwrap();
+        assert_eq!(recent.len(), 1);
+        assert_eq!(recent[0].state, AlertState::Resolved);
+        // Both transitions reach the webhook (delivered in the background).
+        for _ in 0..200 {
+            if got.lock().await.len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let posts = got.lock().await.clone();
+        let states: Vec<_> = posts.iter().map(|a| a.state).collect();
+        assert_eq!(states.len(), 2, "{posts:?}");
+        assert!(states.contains(&AlertState::Firing) && states.contains(&AlertState::Resolved));
+        assert!(posts
+            .iter()
+            .all(|a| a.rule == "deep" && a.pool.as_deref() == Some("microvm")));
     }
 }

@@ -17,11 +17,18 @@
 use std::fmt;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 use serde::Deserialize;
+use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::engine::backpressure::{serde_duration, ConfigError};
+use crate::engine::config::ServeConfig;
+use crate::engine::metrics::Metrics;
+use crate::engine::model::ScalingEvent;
+use crate::engine::store::{NewScalingEvent, Store};
 
 /// A metric the rules can watch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -435,6 +442,159 @@ pub trait Actuator: Send + Sync {
     ) -> BoxFuture<'a, Result<u32, ActuatorError>>;
 }
 
+/// The autoscaler of a server: one [`PoolScaler`] per pool, fed by the metrics registry,
+/// acting through an [`Actuator`], recording every decision in the store.
+pub struct Autoscaler {
+    scalers: Vec<(String, PoolScaler)>,
+    actuator: Arc<dyn Actuator>,
+    metrics: Arc<Metrics>,
+    store: Arc<dyn Store>,
+}
+
+impl Autoscaler {
+    /// `pools`: (name, scaling) for every pool. With autoscaling disabled, pass rules that
+    /// are empty ([`Autoscaler::from_config`] does): only the bounds are kept.
+    pub fn new(
+        pools: Vec<(String, PoolScaling)>,
+        actuator: Arc<dyn Actuator>,
+        metrics: Arc<Metrics>,
+        store: Arc<dyn Store>,
+    ) -> Self {
+        let scalers = pools
+            .into_iter()
+            .map(|(n, s)| (n, PoolScaler::new(s)))
+            .collect();
+        Self {
+            scalers,
+            actuator,
+            metrics,
+            store,
+        }
+    }
+
+    /// From the validated config: bounds from `[pools.*]`, rules from `[autoscale]`.
+    pub fn from_config(
+        cfg: &ServeConfig,
+        actuator: Arc<dyn Actuator>,
+        metrics: Arc<Metrics>,
+        store: Arc<dyn Store>,
+    ) -> Self {
+        let pools = cfg
+            .pools
+            .iter()
+            .map(|p| {
+                let name = p.name.to_string();
+                let rules = if cfg.autoscale.enabled {
+                    cfg.autoscale.rules(&name)
+                } else {
+                    PoolRules {
+                        scale_up: Vec::new(),
+                        scale_down: Vec::new(),
+                    }
+                };
+                let scaling = PoolScaling {
+                    min_replicas: p.min_replicas,
+                    max_replicas: p.max_replicas,
+                    rules,
+                };
+                (name, scaling)
+            })
+            .collect();
+        Self::new(pools, actuator, metrics, store)
+    }
+
+    /// One evaluation of every pool. Returns the scaling events recorded (also when the store
+    /// failed to keep one: the event is still returned and the failure logged).
+    pub async fn tick(&mut self) -> Vec<ScalingEvent> {
+        let mut events = Vec::new();
+        for (pool, scaler) in &mut self.scalers {
+            let current = match self.actuator.replicas(pool).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(pool, error = %e, "autoscaler: cannot read the replica count");
+                    continue;
+                }
+            };
+            let inputs = self.metrics.scale_inputs(pool).unwrap_or_default();
+            let Some(d) = scaler.decide(Instant::now(), current, &inputs) else {
+                self.metrics.set_replicas(pool, current, current);
+                continue;
+            };
+            let started = std::time::Instant::now();
+            let (to, ok, error) = match self.actuator.scale_to(pool, d.to).await {
+                Ok(n) => (
+                    n,
+                    n == d.to,
+                    (n != d.to).then(|| format!("reached {n} of {} replicas", d.to)),
+                ),
+                Err(e) => {
+                    let now = self.actuator.replicas(pool).await.unwrap_or(current);
+                    (now, false, Some(e.to_string()))
+                }
+            };
+            if d.is_scale_up() && ok {
+                let per = started.elapsed() / (d.to - d.from).max(1);
+                self.metrics.record_cold_start(pool, per);
+            }
+            if d.is_scale_up() && !ok {
+                self.metrics.record_scale_up_failure(pool);
+            }
+            self.metrics.set_replicas(pool, to, d.to);
+            let new = NewScalingEvent {
+                at: OffsetDateTime::now_utc(),
+                pool: pool.clone(),
+                from: d.from,
+                to,
+                rule: d.rule.clone(),
+                value: d.value,
+                ok,
+                error: error.clone(),
+            };
+            if ok {
+                tracing::info!(pool, from = d.from, to, rule = %d.rule, value = d.value, "scaled");
+            } else {
+                tracing::warn!(pool, from = d.from, to, rule = %d.rule, error = ?error, "scaling failed");
+            }
+            match self.store.insert_scaling_event(&new).await {
+                Ok(ev) => events.push(ev),
+                Err(e) => {
+                    tracing::error!(pool, error = %e, "cannot record a scaling event");
+                    events.push(ScalingEvent {
+                        id: 0,
+                        at: crate::engine::clock::rfc3339(new.at),
+                        pool: new.pool,
+                        from: new.from,
+                        to: new.to,
+                        rule: new.rule,
+                        value: new.value,
+                        ok: new.ok,
+                        error: new.error,
+                    });
+                }
+            }
+        }
+        events
+    }
+
+    /// Evaluates every `interval` (the first at once, which brings each pool to
+    /// `min_replicas`) until `shutdown` completes.
+    pub async fn run(
+        mut self,
+        interval: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tick.tick() => { self.tick().await; }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -641,5 +801,156 @@ mod tests {
         )
         .is_err());
         assert!(toml::from_str::<AutoscaleConfig>("[gpu]\nscale_up = []\n").is_err());
+    }
+
+    /// An in-memory actuator (stands in for a cluster API) that can refuse to go above a
+    /// number of replicas, to exercise the failure path of the loop.
+    #[derive(Default)]
+    struct MemActuator {
+        replicas: std::sync::Mutex<std::collections::BTreeMap<String, u32>>,
+        cap: Option<u32>,
+    }
+
+    impl Actuator for MemActuator {
+        fn replicas<'a>(&'a self, pool: &'a str) -> BoxFuture<'a, Result<u32, ActuatorError>> {
+            let n = *self.replicas.lock().unwrap().get(pool).unwrap_or(&0);
+            Box::pin(async move { Ok(n) })
+        }
+
+        fn scale_to<'a>(
+            &'a self,
+            pool: &'a str,
+            to: u32,
+        ) -> BoxFuture<'a, Result<u32, ActuatorError>> {
+            let mut r = self.replicas.lock().unwrap();
+            let res = match self.cap {
+                Some(cap) if to > cap => {
+                    r.insert(pool.to_string(), cap);
+                    Err(ActuatorError::Start {
+                        pool: pool.into(),
+                        reason: "no capacity".into(),
+                    })
+                }
+                _ => {
+                    r.insert(pool.to_string(), to);
+                    Ok(to)
+                }
+            };
+            Box::pin(async move { res })
+        }
+    }
+
+    fn setup(cap: Option<u32>) -> (tempfile::TempDir, Arc<Metrics>, Arc<dyn Store>, Autoscaler) {
+        use crate::engine::metrics::{MetricsConfig, PoolInfo};
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(crate::engine::store::open_sqlite(&dir.path().join("store.db")).unwrap());
+        let info = PoolInfo {
+            name: "container".into(),
+            backend: "native".into(),
+            slots_per_replica: 8,
+            min_replicas: 1,
+            max_replicas: 10,
+        };
+        let metrics = Arc::new(Metrics::new(MetricsConfig::default(), &[info]));
+        let actuator = Arc::new(MemActuator {
+            cap,
+            ..Default::default()
+        });
+        let scaler = Autoscaler::new(
+            vec![("container".into(), scaling("container", 1, 10))],
+            actuator,
+            metrics.clone(),
+            store.clone(),
+        );
+        (dir, metrics, store, scaler)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn loop_records_every_decision_in_the_store() {
+        let (_dir, metrics, store, mut a) = setup(None);
+        let ev = a.tick().await;
+        assert_eq!(ev.len(), 1);
+        assert_eq!(
+            (ev[0].from, ev[0].to, ev[0].rule.as_str(), ev[0].ok),
+            (0, 1, "min_replicas = 1", true)
+        );
+        assert!(a.tick().await.is_empty(), "nothing to do");
+        metrics.sample_queue(
+            "container",
+            crate::engine::model::QueueDepth {
+                high: 0,
+                normal: 70,
+                low: 0,
+            },
+            8,
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let ev = a.tick().await;
+        assert_eq!((ev[0].from, ev[0].to, ev[0].value), (1, 3, 70.0));
+        assert_eq!(ev[0].rule, "queue_depth > 50: +2");
+        let stored = store.latest_scaling_events(10).await.unwrap();
+        assert_eq!(stored.len(), 2);
+        assert_eq!((stored[0].from, stored[0].to), (1, 3), "newest first");
+        assert!(stored[0].id > 0);
+        let s = &metrics.pool_stats()[0];
+        assert_eq!((s.replicas, s.desired_replicas, s.slots), (3, 3, 24));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_scale_up_is_recorded_and_raises_the_scaling_failure_alert() {
+        let (_dir, metrics, store, mut a) = setup(Some(2));
+        a.tick().await;
+        metrics.sample_queue(
+            "container",
+            crate::engine::model::QueueDepth {
+                high: 0,
+                normal: 0,
+                low: 90,
+            },
+            8,
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let ev = a.tick().await;
+        assert_eq!(ev.len(), 1);
+        let e = &ev[0];
+        assert!(!e.ok);
+        assert_eq!(
+            (e.from, e.to),
+            (1, 2),
+            "the replica that did start is counted"
+        );
+        assert!(
+            e.error.as_deref().unwrap_or("").contains("no capacity"),
+            "{e:?}"
+        );
+        assert_eq!(metrics.scale_up_failures("container"), 1);
+
+        let mut alerter = crate::engine::alerts::Alerter::new(
+            &crate::engine::alerts::AlertsConfig::default(),
+            metrics.clone(),
+            store.clone(),
+        );
+        let changed = alerter.tick().await;
+        let fired: Vec<_> = changed
+            .iter()
+            .filter(|a| a.rule == "scaling_failure")
+            .collect();
+        assert_eq!(fired.len(), 1, "{changed:?}");
+        assert_eq!(fired[0].state, crate::engine::model::AlertState::Firing);
+        assert_eq!(fired[0].severity, crate::engine::model::Severity::Critical);
+        let active = store.active_alerts().await.unwrap();
+        assert!(active
+            .iter()
+            .any(|a| a.rule == "scaling_failure" && a.pool.as_deref() == Some("container")));
+        // Ten minutes without another failure: resolved.
+        tokio::time::advance(Duration::from_secs(601)).await;
+        metrics.sample_queue("container", crate::engine::model::QueueDepth::default(), 0);
+        alerter.tick().await;
+        let active = store.active_alerts().await.unwrap();
+        assert!(
+            !active.iter().any(|a| a.rule == "scaling_failure"),
+            "{active:?}"
+        );
     }
 }

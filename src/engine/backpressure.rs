@@ -8,13 +8,16 @@
 //! they are pure and deterministic; the async callers pass `Instant::now()`, and tests drive them
 //! under tokio's paused clock.
 
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use crate::engine::metrics::Metrics;
 use crate::engine::model::{Priority, Shedding};
+use crate::engine::queue::JobQueue;
 
 /// A configuration value out of range: names the key and the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -576,6 +579,92 @@ impl ClaimPacer {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The server's backpressure state
+// ---------------------------------------------------------------------------------------------
+
+/// The backpressure state of one server: the admission shedder, one breaker per pool, and the
+/// pacing every replica's claim loop follows. Shared as `Arc<Backpressure>`.
+#[derive(Debug)]
+pub struct Backpressure {
+    shedder: Shedder,
+    breakers: BTreeMap<String, Arc<PoolBreaker>>,
+    claims: PacingConfig,
+}
+
+impl Backpressure {
+    /// From `[backpressure]`, with a closed breaker for each of `pools`.
+    pub fn new(cfg: &BackpressureConfig, pools: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            shedder: Shedder::new(cfg.shedding.clone()),
+            breakers: pools
+                .into_iter()
+                .map(|p| (p, Arc::new(PoolBreaker::new(cfg.breaker.clone()))))
+                .collect(),
+            claims: cfg.claims.clone(),
+        }
+    }
+
+    /// The breaker of `pool` (`None` for an unknown pool).
+    pub fn breaker(&self, pool: &str) -> Option<Arc<PoolBreaker>> {
+        self.breakers.get(pool).cloned()
+    }
+
+    /// Breaker states by pool.
+    pub fn breaker_states(&self) -> Vec<(String, BreakerState)> {
+        self.breakers
+            .iter()
+            .map(|(p, b)| (p.clone(), b.state()))
+            .collect()
+    }
+
+    /// A fresh pacer for one replica's claim loop.
+    pub fn pacer(&self) -> ClaimPacer {
+        ClaimPacer::new(self.claims.clone())
+    }
+
+    /// The admission shedder.
+    pub fn shedder(&self) -> &Shedder {
+        &self.shedder
+    }
+
+    /// Admission control for one submission of `priority`, after the rate limiter and before
+    /// anything is stored: reads the waiting jobs of every pool from `queue` (a `high`
+    /// submission skips the read: it is always admitted), updates the shedding level and
+    /// counts refusals in `metrics`.
+    ///
+    /// # Errors
+    /// [`Shed`]: answer 503 with Retry-After and the message; the submission must not be
+    /// stored or enqueued. A queue that cannot report its depth does not refuse anyone (the
+    /// enqueue that follows reports the fault).
+    pub async fn admit(
+        &self,
+        priority: Priority,
+        queue: &dyn JobQueue,
+        metrics: &Metrics,
+    ) -> Result<(), Shed> {
+        if priority == Priority::High {
+            return Ok(());
+        }
+        let mut depth = 0;
+        for pool in self.breakers.keys() {
+            match queue.depth(pool).await {
+                Ok(d) => depth += d.total(),
+                Err(e) => {
+                    tracing::warn!(pool, error = %e, "admission: cannot read the queue depth");
+                    return Ok(());
+                }
+            }
+        }
+        let res = self.shedder.admit(priority, depth);
+        metrics.set_shedding(self.shedder.level());
+        if res.is_err() {
+            metrics.record_shed(priority);
+        }
+        res
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -779,5 +868,95 @@ mod tests {
         assert_eq!(cfg.claims.backoff_max, Duration::from_secs(10));
         assert!(cfg.validate().is_ok());
         assert!(toml::from_str::<BackpressureConfig>("[claims]\nbatchh = 3\n").is_err());
+    }
+
+    #[tokio::test]
+    async fn admission_reads_the_real_queue_and_the_sampler_follows_the_drain() {
+        use crate::engine::metrics::{Metrics, MetricsConfig, PoolInfo, Sampler};
+        use crate::engine::queue::{Job, JobQueue};
+        let dir = tempfile::tempdir().unwrap();
+        let queue: Arc<dyn JobQueue> =
+            Arc::new(crate::engine::queue::open_sqlite(&dir.path().join("q.db")).unwrap());
+        let pools = ["container".to_string(), "microvm".to_string()];
+        let info = |n: &str| PoolInfo {
+            name: n.into(),
+            backend: "native".into(),
+            slots_per_replica: 2,
+            min_replicas: 1,
+            max_replicas: 2,
+        };
+        let metrics = Arc::new(Metrics::new(
+            MetricsConfig::default(),
+            &[info("container"), info("microvm")],
+        ));
+        let cfg = BackpressureConfig {
+            shedding: SheddingConfig {
+                low_above: 6,
+                normal_above: 9,
+                resume_below: 3,
+                ..SheddingConfig::default()
+            },
+            ..BackpressureConfig::default()
+        };
+        let bp = Arc::new(Backpressure::new(&cfg, pools.clone()));
+        let mut accepted = 0;
+        let mut refused = Vec::new();
+        for i in 0..12 {
+            let prio = if i % 2 == 0 {
+                Priority::Low
+            } else {
+                Priority::Normal
+            };
+            match bp.admit(prio, queue.as_ref(), &metrics).await {
+                Ok(()) => {
+                    let job = Job {
+                        submission_id: format!("s{i}"),
+                        priority: prio,
+                        enqueued_at: time::OffsetDateTime::now_utc(),
+                    };
+                    queue.enqueue(&pools[i % 2], job).await.unwrap();
+                    accepted += 1;
+                }
+                Err(shed) => refused.push((i, shed.retry_after_s)),
+            }
+        }
+        // Depth 0..=6 admits both; above 6 only normal, and above 9 nothing but high.
+        // i: 0..6 in (depth 7 after i=6), i=7 normal in (8), i=8 low out, i=9 normal in (9),
+        // i=10 low out, i=11 normal in (depth 9 is not above 9) -> 10.
+        assert_eq!(refused, vec![(8, 30), (10, 30)]);
+        assert_eq!(accepted, 10);
+        assert!(bp
+            .admit(Priority::Low, queue.as_ref(), &metrics)
+            .await
+            .is_err());
+        assert!(bp
+            .admit(Priority::High, queue.as_ref(), &metrics)
+            .await
+            .is_ok());
+        assert_eq!(metrics.shed_total(), 3);
+
+        // Drain 8 jobs: the sampler sees depth 2 and lifts shedding without any submission.
+        let sampler = Sampler::new(metrics.clone(), queue.clone(), bp.clone());
+        sampler.sample().await;
+        assert_eq!(metrics.total_depth(), 10);
+        assert_eq!(bp.shedder().level(), Shedding::Normal);
+        for pool in &pools {
+            for lease in queue
+                .claim(pool, "t", 4, Duration::from_secs(30))
+                .await
+                .unwrap()
+            {
+                queue.ack(&lease).await.unwrap();
+            }
+        }
+        sampler.sample().await;
+        assert_eq!(metrics.total_depth(), 2);
+        assert_eq!(bp.shedder().level(), Shedding::None);
+        let mut stats = crate::engine::model::Stats::default();
+        metrics.fill_stats(&mut stats);
+        assert_eq!(stats.shedding, Shedding::None);
+        assert_eq!(stats.shed_total, 3);
+        assert_eq!(stats.pools.len(), 2);
+        assert_eq!(stats.pools[0].breaker, "closed");
     }
 }

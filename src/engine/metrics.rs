@@ -21,15 +21,16 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::engine::backpressure::{serde_duration, BreakerState, ConfigError};
+use crate::engine::backpressure::{serde_duration, Backpressure, BreakerState, ConfigError};
 use crate::engine::model::{PoolStats, Priority, QueueDepth, Shedding};
+use crate::engine::queue::JobQueue;
 
 /// Width of one slot of the sliding windows.
 const SLOT: Duration = Duration::from_secs(10);
@@ -818,6 +819,74 @@ impl Metrics {
             self.started.elapsed().as_secs()
         );
         o
+    }
+}
+
+/// Samples what no request reports by itself into the registry: each pool's queue depth and
+/// leased jobs (which also drives utilization and idle time), the shedding level (so it
+/// follows a draining queue with no submissions arriving), breaker states and host memory.
+pub struct Sampler {
+    metrics: Arc<Metrics>,
+    queue: Arc<dyn JobQueue>,
+    backpressure: Arc<Backpressure>,
+}
+
+impl Sampler {
+    /// A sampler over `queue` for the pools of `metrics`.
+    pub fn new(
+        metrics: Arc<Metrics>,
+        queue: Arc<dyn JobQueue>,
+        backpressure: Arc<Backpressure>,
+    ) -> Self {
+        Self {
+            metrics,
+            queue,
+            backpressure,
+        }
+    }
+
+    /// One sample of everything. Queue errors are logged and leave the last reading.
+    pub async fn sample(&self) {
+        let mut total = 0;
+        let mut complete = true;
+        for pool in self.metrics.pool_names() {
+            let depth = self.queue.depth(&pool).await;
+            let in_flight = self.queue.in_flight(&pool).await;
+            match (depth, in_flight) {
+                (Ok(d), Ok(f)) => {
+                    total += d.total();
+                    self.metrics.sample_queue(&pool, d, f);
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    complete = false;
+                    tracing::warn!(pool, error = %e, "metrics: cannot sample the queue");
+                }
+            }
+        }
+        if complete {
+            let level = self.backpressure.shedder().observe(total);
+            self.metrics.set_shedding(level);
+        }
+        for (pool, state) in self.backpressure.breaker_states() {
+            self.metrics.set_breaker(&pool, state);
+        }
+        match host_memory_ratio() {
+            Ok(r) => self.metrics.set_memory_ratio(r),
+            Err(e) => tracing::debug!(error = %e, "metrics: no host memory figure"),
+        }
+    }
+
+    /// Samples every `interval` until `shutdown` completes.
+    pub async fn run(self, interval: Duration, shutdown: impl std::future::Future<Output = ()>) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tick.tick() => self.sample().await,
+            }
+        }
     }
 }
 
