@@ -347,7 +347,7 @@ mod tests {
         // every result seen must still carry the backoff of its failure count.
         let mut seen = Vec::new();
         rt.block_on(async {
-            while seen.last().map_or(true, |(n, _)| *n < 3) {
+            while seen.last().is_none_or(|(n, _)| *n < 3) {
                 tokio::time::timeout(Duration::from_secs(10), rx.changed())
                     .await
                     .expect("a result within 10 s")

@@ -33,23 +33,24 @@ fn pool(name: &str, backend: &str, q: (u64, u64, u64)) -> PoolStats {
     }
 }
 
+/// One recent submission; `outcome` is `queued`, `judging` or a verdict code (state `done`).
 fn sub(
     id: &str,
     user: &str,
     problem: &str,
     lang: &str,
-    state: &str,
-    v: Option<Verdict>,
+    outcome: &str,
     pool: &str,
     at: &str,
 ) -> SubmissionSummary {
+    let verdict: Option<Verdict> = outcome.parse().ok();
     SubmissionSummary {
         id: id.into(),
         user: user.into(),
         problem: problem.into(),
         language: lang.into(),
-        state: state.into(),
-        verdict: v,
+        state: if verdict.is_some() { "done" } else { outcome }.into(),
+        verdict,
         pool: pool.into(),
         submitted_at: format!("2026-11-30T{at}Z"),
     }
@@ -105,7 +106,7 @@ fn normal_stats() -> Stats {
         shedding: Shedding::None,
         recent: vec![
             sub(
-                "s-0108", "alice", "aplusb", "cpp", "judging", None, "microvm", "11:59:58",
+                "s-0108", "alice", "aplusb", "cpp", "judging", "microvm", "11:59:58",
             ),
             sub(
                 "s-0107",
@@ -113,7 +114,6 @@ fn normal_stats() -> Stats {
                 "hello",
                 "python",
                 "queued",
-                None,
                 "container",
                 "11:59:57",
             ),
@@ -122,58 +122,32 @@ fn normal_stats() -> Stats {
                 "carol",
                 "aplusb",
                 "python",
-                "done",
-                Some(Verdict::AC),
+                "AC",
                 "container",
                 "11:59:55",
             ),
+            sub("s-0105", "dave", "sort", "cpp", "WA", "microvm", "11:59:51"),
             sub(
-                "s-0105",
-                "dave",
-                "sort",
-                "cpp",
-                "done",
-                Some(Verdict::WA),
-                "microvm",
-                "11:59:51",
-            ),
-            sub(
-                "s-0104",
-                "erin",
-                "sort",
-                "java",
-                "done",
-                Some(Verdict::TLE),
-                "microvm",
-                "11:59:40",
+                "s-0104", "erin", "sort", "java", "TLE", "microvm", "11:59:40",
             ),
             sub(
                 "s-0103",
                 "frank",
                 "graph",
                 "python",
-                "done",
-                Some(Verdict::MLE),
+                "MLE",
                 "container",
                 "11:59:32",
             ),
             sub(
-                "s-0102",
-                "grace",
-                "aplusb",
-                "c",
-                "done",
-                Some(Verdict::CE),
-                "microvm",
-                "11:59:20",
+                "s-0102", "grace", "aplusb", "c", "CE", "microvm", "11:59:20",
             ),
             sub(
                 "s-0101",
                 "heidi",
                 "hello",
                 "js",
-                "done",
-                Some(Verdict::RTE),
+                "RTE",
                 "container",
                 "11:59:02",
             ),
@@ -563,12 +537,23 @@ fn sparkline_shows_the_newest_samples() {
 #[test]
 fn never_panics_at_any_small_size() {
     let (mut app, _) = loaded_app(normal_stats(), firing_alerts(), scaling_events());
+    // Every width at the heights around the layout's thresholds, and every height at the
+    // widths around them (a full sweep takes too long in a debug build).
+    let mut sizes: Vec<(u16, u16)> = Vec::new();
+    for w in 1..=90 {
+        for h in [1, 2, 3, 7, 14, 15, 16, 24] {
+            sizes.push((w, h));
+        }
+    }
+    for h in 1..=30 {
+        for w in [1, 2, 25, 26, 49, 50, 51, 52, 59, 60, 77, 80] {
+            sizes.push((w, h));
+        }
+    }
     for help in [false, true] {
         app.show_help = help;
-        for w in 1..=90 {
-            for h in 1..=30 {
-                render(&app, w, h);
-            }
+        for &(w, h) in &sizes {
+            render(&app, w, h);
         }
     }
     let text = screen_text(&render(&app, 30, 8));
