@@ -1,0 +1,499 @@
+//! Languages: compile and run commands from `templates/languages.toml` (embedded), the
+//! ids used everywhere (`c`, `cpp`, `cpp20`, `python3`, `java`, `rust`, `go`,
+//! `javascript`, `ruby`, `php`), guessing from the file extension (Python 2 vs 3 by the
+//! shebang), and checking that a toolchain is installed on the host.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::sandbox::Mount;
+
+/// The embedded language table.
+pub const LANGUAGES_TOML: &str = include_str!("../../templates/languages.toml");
+
+/// Errors about languages.
+#[derive(Debug, thiserror::Error)]
+pub enum LanguageError {
+    /// The language table is malformed.
+    #[error("languages.toml: {0}")]
+    Invalid(String),
+    /// No language has this id.
+    #[error("unknown language {0:?} (known: {1})")]
+    Unknown(String, String),
+    /// The toolchain is not installed on this host.
+    #[error("{language}: toolchain not found ({missing}); install the Debian package `{package}` (apt-get install {package})")]
+    ToolchainMissing {
+        /// The language's id.
+        language: String,
+        /// What is missing (host paths tried).
+        missing: String,
+        /// The Debian package that provides it.
+        package: String,
+    },
+}
+
+/// A read-only mount a language needs (e.g. the Rust toolchain under /root/.rustup).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LanguageMount {
+    /// Host path candidates; the first that exists is mounted. `${VAR}` expands from the
+    /// judge's environment; a candidate naming an unset variable is skipped.
+    pub host: Vec<String>,
+    /// Where it appears inside the box.
+    pub target: String,
+    /// Whether the language can work without it.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// A host requirement: any one of `paths` must exist.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    /// Host paths; `mount:/target` means "the mount at /target resolved to a host path".
+    pub paths: Vec<String>,
+    /// The Debian package providing them.
+    pub package: String,
+}
+
+/// One language of the table.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Language {
+    /// Id used everywhere (CLI, API, config), e.g. `"cpp"`.
+    pub id: String,
+    /// Human name, e.g. `"C++17 (g++)"`.
+    pub name: String,
+    /// Extensions (no dot) that select this language when guessing.
+    pub extensions: Vec<String>,
+    /// Name of the main source inside the box; `{class}` is Java's public class.
+    pub source: String,
+    /// Compile (or syntax check) argv; `None` for none.
+    #[serde(default)]
+    pub compile: Option<Vec<String>>,
+    /// Files the compile step leaves, carried into every run.
+    #[serde(default)]
+    pub artifacts: Vec<String>,
+    /// Whether each run also gets the source files (interpreted languages).
+    #[serde(default)]
+    pub keep_source: bool,
+    /// Run argv.
+    pub run: Vec<String>,
+    /// Version argv (host side).
+    pub version: Vec<String>,
+    /// Extra environment, `[name, value]` pairs (override the defaults).
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// Extra read-only mounts.
+    #[serde(default)]
+    pub mounts: Vec<LanguageMount>,
+    /// Host requirements.
+    #[serde(default)]
+    pub requires: Vec<Requirement>,
+    /// Processes + threads allowed in a run.
+    pub pids: u32,
+    /// Processes + threads allowed while compiling.
+    pub compile_pids: u32,
+    /// Stderr substrings that make a failed run MLE.
+    #[serde(default)]
+    pub oom_markers: Vec<String>,
+}
+
+/// The default PATH inside boxes.
+pub const BOX_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+impl Language {
+    /// The environment of this language's compile and run steps: PATH, HOME=/box,
+    /// LANG=C.UTF-8, TMPDIR=/tmp, then the language's own entries (which override).
+    pub fn environment(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = vec![
+            ("PATH".into(), BOX_PATH.into()),
+            ("HOME".into(), crate::sandbox::BOX_WORK_DIR.into()),
+            ("LANG".into(), "C.UTF-8".into()),
+            ("TMPDIR".into(), "/tmp".into()),
+        ];
+        for (k, v) in &self.env {
+            if let Some(e) = env.iter_mut().find(|(ek, _)| ek == k) {
+                e.1 = v.clone();
+            } else {
+                env.push((k.clone(), v.clone()));
+            }
+        }
+        env
+    }
+
+    /// Resolves the language's mounts on this host. Errors with
+    /// [`LanguageError::ToolchainMissing`] when a non-optional mount has no existing candidate.
+    pub fn resolve_mounts(&self) -> Result<Vec<Mount>, LanguageError> {
+        let mut out = Vec::new();
+        for m in &self.mounts {
+            match m
+                .host
+                .iter()
+                .filter_map(|h| expand_env(h))
+                .map(PathBuf::from)
+                .find(|p| p.exists())
+            {
+                Some(host) => out.push(Mount {
+                    host,
+                    target: PathBuf::from(&m.target),
+                    writable: false,
+                }),
+                None if m.optional => {}
+                None => {
+                    return Err(LanguageError::ToolchainMissing {
+                        language: self.id.clone(),
+                        missing: m.host.join(", "),
+                        package: self
+                            .requires
+                            .first()
+                            .map(|r| r.package.clone())
+                            .unwrap_or_default(),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks that the toolchain is installed on this host. Errors with
+    /// [`LanguageError::ToolchainMissing`] naming the Debian package to install.
+    pub fn check_toolchain(&self) -> Result<(), LanguageError> {
+        let mounts = self.resolve_mounts()?;
+        for r in &self.requires {
+            let found = r.paths.iter().any(|p| match p.strip_prefix("mount:") {
+                Some(target) => mounts.iter().any(|m| m.target == Path::new(target)),
+                None => Path::new(p).exists(),
+            });
+            if !found {
+                return Err(LanguageError::ToolchainMissing {
+                    language: self.id.clone(),
+                    missing: r.paths.join(" or "),
+                    package: r.package.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The main source file's name inside the box for `source` (Java: the public class
+    /// with `main`, else `Main`).
+    pub fn source_name(&self, source: &[u8]) -> String {
+        if self.source.contains("{class}") {
+            let class = java_main_class(source).unwrap_or_else(|| "Main".to_string());
+            self.source.replace("{class}", &class)
+        } else {
+            self.source.clone()
+        }
+    }
+
+    /// Whether `file_name` has one of this language's extensions.
+    pub fn matches_extension(&self, file_name: &str) -> bool {
+        match file_name.rsplit_once('.') {
+            Some((stem, ext)) if !stem.is_empty() => self.extensions.iter().any(|e| e == ext),
+            _ => false,
+        }
+    }
+}
+
+/// Expands `${VAR}` from the environment; `None` when a variable is unset or empty.
+fn expand_env(s: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let j = after.find('}')?;
+        let val = std::env::var(&after[..j]).ok().filter(|v| !v.is_empty())?;
+        out.push_str(&val);
+        rest = &after[j + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Finds the name of the Java class declaring `main` (preferring a `public class`).
+fn java_main_class(src: &[u8]) -> Option<String> {
+    let s = String::from_utf8_lossy(src);
+    let ident = |t: &str| -> Option<String> {
+        let name: String = t
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
+            .collect();
+        (!name.is_empty()).then_some(name)
+    };
+    let mut public = None;
+    for line in s.lines() {
+        let l = line.trim();
+        if let Some(i) = l
+            .find("public class ")
+            .or_else(|| l.find("public final class "))
+        {
+            let rest = &l[i..];
+            let after = rest
+                .split_once("class ")
+                .map(|(_, r)| r.trim_start())
+                .unwrap_or("");
+            public = public.or_else(|| ident(after));
+        }
+    }
+    if public.is_some() {
+        return public;
+    }
+    // No public class: the first top-level `class X`.
+    s.lines().map(str::trim).find_map(|l| {
+        l.strip_prefix("class ")
+            .or_else(|| l.strip_prefix("final class "))
+            .and_then(ident)
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Table {
+    language: Vec<Language>,
+}
+
+/// The language table.
+#[derive(Debug, Clone)]
+pub struct Languages {
+    langs: Vec<Language>,
+}
+
+impl Languages {
+    /// The embedded `templates/languages.toml`.
+    pub fn builtin() -> Languages {
+        Languages::parse(LANGUAGES_TOML)
+            .expect("the embedded templates/languages.toml is valid (tested)")
+    }
+
+    /// Parses a language table. Errors on malformed TOML, a duplicate id or an empty argv.
+    pub fn parse(text: &str) -> Result<Languages, LanguageError> {
+        let t: Table = toml::from_str(text).map_err(|e| LanguageError::Invalid(e.to_string()))?;
+        let mut seen = std::collections::HashSet::new();
+        for l in &t.language {
+            if !seen.insert(l.id.clone()) {
+                return Err(LanguageError::Invalid(format!(
+                    "duplicate language id {:?}",
+                    l.id
+                )));
+            }
+            if l.run.is_empty() || l.compile.as_ref().is_some_and(|c| c.is_empty()) {
+                return Err(LanguageError::Invalid(format!("{}: empty command", l.id)));
+            }
+            if l.pids == 0 || l.compile_pids == 0 {
+                return Err(LanguageError::Invalid(format!(
+                    "{}: pids must be positive",
+                    l.id
+                )));
+            }
+        }
+        Ok(Languages { langs: t.language })
+    }
+
+    /// Every language, in table order.
+    pub fn all(&self) -> &[Language] {
+        &self.langs
+    }
+
+    /// The language with this id.
+    pub fn get(&self, id: &str) -> Option<&Language> {
+        self.langs.iter().find(|l| l.id == id)
+    }
+
+    /// The language with this id, or [`LanguageError::Unknown`] listing the known ids.
+    pub fn require(&self, id: &str) -> Result<&Language, LanguageError> {
+        self.get(id).ok_or_else(|| {
+            LanguageError::Unknown(
+                id.to_string(),
+                self.langs
+                    .iter()
+                    .map(|l| l.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        })
+    }
+
+    /// Guesses the language of `path` from its extension; `.py` files whose shebang names
+    /// Python 2 get `None` (Python 2 is not supported), as does an unknown extension.
+    pub fn guess(&self, path: &Path, source: &[u8]) -> Option<&Language> {
+        let name = path.file_name()?.to_str()?;
+        let ext = name.rsplit_once('.')?.1;
+        if ext == "py" {
+            let first = source.split(|&b| b == b'\n').next().unwrap_or_default();
+            let first = String::from_utf8_lossy(first);
+            if first.starts_with("#!") && first.contains("python2") {
+                return None;
+            }
+        }
+        self.langs
+            .iter()
+            .find(|l| l.extensions.iter().any(|e| e == ext))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_table_has_every_language_id() {
+        let l = Languages::builtin();
+        let ids: Vec<&str> = l.all().iter().map(|x| x.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "c",
+                "cpp",
+                "cpp20",
+                "python3",
+                "java",
+                "rust",
+                "go",
+                "javascript",
+                "ruby",
+                "php"
+            ]
+        );
+        for lang in l.all() {
+            assert!(!lang.requires.is_empty(), "{} names its package", lang.id);
+            assert!(!lang.version.is_empty());
+            // Compiled languages leave artifacts; interpreted ones keep the source.
+            assert!(
+                lang.keep_source || !lang.artifacts.is_empty(),
+                "{} runs something",
+                lang.id
+            );
+        }
+    }
+
+    #[test]
+    fn guessing() {
+        let l = Languages::builtin();
+        let g = |name: &str, src: &str| {
+            l.guess(Path::new(name), src.as_bytes())
+                .map(|x| x.id.clone())
+        };
+        assert_eq!(g("a.cpp", ""), Some("cpp".into()));
+        assert_eq!(g("dir/a.cc", ""), Some("cpp".into()));
+        assert_eq!(g("a.c", ""), Some("c".into()));
+        assert_eq!(g("a.py", "print(1)"), Some("python3".into()));
+        assert_eq!(
+            g("a.py", "#!/usr/bin/env python3\n"),
+            Some("python3".into())
+        );
+        assert_eq!(g("a.py", "#!/usr/bin/python2\nprint 1\n"), None);
+        assert_eq!(g("Main.java", ""), Some("java".into()));
+        assert_eq!(g("a.rs", ""), Some("rust".into()));
+        assert_eq!(g("a.go", ""), Some("go".into()));
+        assert_eq!(g("a.js", ""), Some("javascript".into()));
+        assert_eq!(g("a.rb", ""), Some("ruby".into()));
+        assert_eq!(g("a.php", ""), Some("php".into()));
+        assert_eq!(g("a.txt", ""), None);
+        assert_eq!(g("Makefile", ""), None);
+        assert_eq!(l.get("cpp20").unwrap().name, "C++20 (g++)");
+        assert!(l
+            .require("cobol")
+            .unwrap_err()
+            .to_string()
+            .contains("python3"));
+    }
+
+    #[test]
+    fn java_source_name_follows_the_public_class() {
+        let l = Languages::builtin();
+        let j = l.get("java").unwrap();
+        assert_eq!(j.source_name(b"import java.util.*;\npublic class AplusB {\n public static void main(String[] a){}}"), "AplusB.java");
+        assert_eq!(
+            j.source_name(b"class Sol { public static void main(String[] a){} }"),
+            "Sol.java"
+        );
+        assert_eq!(j.source_name(b"// nothing"), "Main.java");
+        assert_eq!(l.get("cpp").unwrap().source_name(b""), "main.cpp");
+    }
+
+    #[test]
+    fn missing_toolchain_names_the_package() {
+        let t = Languages::parse(
+            r#"
+[[language]]
+id = "x"
+name = "X"
+extensions = ["x"]
+source = "main.x"
+run = ["./main"]
+version = ["x", "--version"]
+requires = [{ paths = ["/nonexistent/xc"], package = "x-compiler" }]
+pids = 1
+compile_pids = 1
+"#,
+        )
+        .unwrap();
+        let e = t.get("x").unwrap().check_toolchain().unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("x-compiler") && msg.contains("/nonexistent/xc"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn mounts_take_the_first_existing_candidate() {
+        let dir = tempfile::tempdir().unwrap();
+        let lang = Language {
+            mounts: vec![LanguageMount {
+                host: vec![
+                    "${JUDGE_TEST_SURELY_UNSET_VAR}/x".into(),
+                    "/nonexistent".into(),
+                    dir.path().display().to_string(),
+                ],
+                target: "/opt/x".into(),
+                optional: false,
+            }],
+            ..Languages::builtin().get("c").unwrap().clone()
+        };
+        let m = lang.resolve_mounts().unwrap();
+        assert_eq!(
+            m,
+            [Mount {
+                host: dir.path().to_path_buf(),
+                target: "/opt/x".into(),
+                writable: false
+            }]
+        );
+        let bad = Language {
+            mounts: vec![LanguageMount {
+                host: vec!["/nonexistent".into()],
+                target: "/opt/x".into(),
+                optional: false,
+            }],
+            ..lang
+        };
+        assert!(matches!(
+            bad.resolve_mounts(),
+            Err(LanguageError::ToolchainMissing { .. })
+        ));
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let l = Languages::builtin();
+        let env = l.get("rust").unwrap().environment();
+        let path = env.iter().find(|(k, _)| k == "PATH").unwrap();
+        assert!(path.1.starts_with("/opt/rust/bin:"));
+        assert_eq!(env.iter().filter(|(k, _)| k == "PATH").count(), 1);
+        assert!(env.iter().any(|(k, v)| k == "HOME" && v == "/box"));
+    }
+
+    #[test]
+    fn bad_tables_are_rejected() {
+        assert!(Languages::parse("[[language]]\nid = 1\n").is_err());
+        let dup = format!("{0}\n{0}", "[[language]]\nid='a'\nname='A'\nextensions=[]\nsource='a'\nrun=['a']\nversion=['a']\npids=1\ncompile_pids=1\n");
+        assert!(Languages::parse(&dup)
+            .unwrap_err()
+            .to_string()
+            .contains("duplicate"));
+    }
+}
