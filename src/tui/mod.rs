@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod fetch;
+pub mod run;
 pub mod ui;
 
 #[cfg(test)]
