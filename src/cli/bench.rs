@@ -28,10 +28,72 @@ pub enum Command {
         /// Duration, e.g. `60s`.
         #[arg(long, default_value = "60s")]
         duration: String,
+        /// Submissions sent at once at contest start.
+        #[arg(long, default_value_t = 100)]
+        burst: u32,
+        /// Steady arrivals after the burst, submissions per second (Poisson).
+        #[arg(long, default_value_t = 2.0)]
+        rate: f64,
+        /// Problem id (A+B: two integers in, their sum out).
+        #[arg(long, default_value = "aplusb")]
+        problem: String,
+        /// Share of submissions sent with `low` priority.
+        #[arg(long, default_value_t = 0.1)]
+        low_share: f64,
+        /// How often a line of figures is printed, e.g. `2s`.
+        #[arg(long, default_value = "2s")]
+        report_every: String,
+        /// How long to wait for the queue to drain after the last submission.
+        #[arg(long, default_value = "5m")]
+        drain_timeout: String,
     },
 }
 
+#[path = "bench_load.rs"]
+mod load;
+
 /// Runs `judge bench ...`.
-pub fn run(_cmd: Command) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this benchmark is not built yet")
+pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Load {
+            server,
+            token,
+            duration,
+            burst,
+            rate,
+            problem,
+            low_share,
+            report_every,
+            drain_timeout,
+        } => {
+            let dur = |flag: &str, v: &str| {
+                humantime::parse_duration(v)
+                    .map_err(|e| anyhow::anyhow!("--{flag} {v:?}: {e} (e.g. 60s, 5m)"))
+            };
+            anyhow::ensure!(
+                rate >= 0.0 && rate.is_finite(),
+                "--rate must be a number ≥ 0"
+            );
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&low_share),
+                "--low-share must be within 0..1"
+            );
+            let (server, token) = load::resolve_client(server, token)?;
+            load::run(load::LoadOptions {
+                server,
+                token,
+                duration: dur("duration", &duration)?,
+                burst,
+                rate,
+                problem,
+                low_share,
+                report_every: dur("report-every", &report_every)?,
+                drain_timeout: dur("drain-timeout", &drain_timeout)?,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sandbox { .. } | Command::Judge { .. } => {
+            anyhow::bail!("this benchmark is not built yet")
+        }
+    }
 }
