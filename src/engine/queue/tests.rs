@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::engine::clock::{from_ms, ManualClock};
+use crate::engine::store::sqlite_conn::crash;
 
 const T0: i64 = 1_764_470_000_000;
 const LEASE: Duration = Duration::from_secs(30);
@@ -401,35 +402,24 @@ async fn concurrent_claimers_never_share_a_job() {
     assert_eq!(q.depth("p").await.unwrap().total(), 0);
 }
 
-/// Environment variable that turns [`child_claims_then_dies`] into the crashing child of
-/// [`queued_and_leased_jobs_survive_kill_9`].
-const CHILD_DB: &str = "JUDGE_TEST_QUEUE_CHILD_DB";
-
-/// Not a test on its own: run in a child process by [`queued_and_leased_jobs_survive_kill_9`].
-/// Opens the queue, claims two jobs, begins a transaction it never commits, and SIGKILLs
-/// itself.
+/// Not a test on its own: the crashing child of [`queued_and_leased_jobs_survive_kill_9`].
+/// Claims two jobs, begins a transaction it never commits, and dies by SIGKILL.
 #[tokio::test]
 #[ignore = "helper: runs as the crashing child of queued_and_leased_jobs_survive_kill_9"]
 async fn child_claims_then_dies() {
-    let Some(path) = std::env::var_os(CHILD_DB) else {
-        panic!("{CHILD_DB} is not set: this helper only runs as a child process");
-    };
-    let q = open_sqlite(std::path::Path::new(&path)).unwrap();
+    let q = open_sqlite(&crash::child_db()).unwrap();
     let leases = q
         .claim("p", "doomed", 2, Duration::from_secs(3600))
         .await
         .unwrap();
     assert_eq!(ids(&leases), ["s0", "s1"]);
     q.db.call_blocking(|c| {
-        c.execute_batch(
-            "BEGIN IMMEDIATE; DELETE FROM jobs; INSERT INTO jobs (pool, submission_id, priority, enqueued_at_ms) \
+        crash::die_mid_transaction(
+            c,
+            "DELETE FROM jobs; INSERT INTO jobs (pool, submission_id, priority, enqueued_at_ms) \
              VALUES ('p', 'ghost', 0, 0);",
         )
-        .unwrap()
-    });
-    // SAFETY: kill(2) on our own pid with SIGKILL has no memory-safety preconditions.
-    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
-    unreachable!("SIGKILL did not kill the child");
+    })
 }
 
 #[tokio::test]
@@ -451,24 +441,7 @@ async fn queued_and_leased_jobs_survive_kill_9() {
             .unwrap();
         }
     }
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "engine::queue::tests::child_claims_then_dies",
-            "--test-threads=1",
-        ])
-        .env(CHILD_DB, &path)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(
-        status.signal(),
-        Some(libc::SIGKILL),
-        "the child should have died by SIGKILL: {status:?}"
-    );
-
+    crash::run_child("engine::queue::tests::child_claims_then_dies", &path);
     // Reopen: the committed claims stand, the uncommitted transaction is gone.
     let q = open_sqlite(&path).unwrap();
     assert_eq!(

@@ -392,6 +392,35 @@ pub struct AlertUpdate {
     pub at: OffsetDateTime,
 }
 
+impl AlertUpdate {
+    /// The update that stores `alert` as an evaluator reports it (the wire type of
+    /// `GET /api/v1/alerts`; its `id` is ignored, the store keys alerts by rule and pool):
+    /// `at` is its `resolved_at` when resolved, else its `since`.
+    /// Errors: [`StoreError::Conflict`] when those times are not RFC 3339.
+    pub fn from_alert(alert: &Alert) -> StoreResult<AlertUpdate> {
+        let when = match (alert.state, &alert.resolved_at) {
+            (AlertState::Resolved, Some(t)) => t,
+            _ => &alert.since,
+        };
+        let at = OffsetDateTime::parse(when, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| {
+                StoreError::Conflict(format!(
+                    "alert {} has a time {when:?} that is not RFC 3339: {e}",
+                    alert.rule
+                ))
+            })?;
+        Ok(AlertUpdate {
+            rule: alert.rule.clone(),
+            pool: alert.pool.clone(),
+            severity: alert.severity,
+            state: alert.state,
+            message: alert.message.clone(),
+            value: alert.value,
+            at,
+        })
+    }
+}
+
 /// The engine's durable records. Implementations are `Send + Sync` and shared as
 /// `Arc<dyn Store>`; every method is one transaction.
 #[async_trait]
@@ -513,7 +542,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Errors: [`StoreError::Conflict`] for firing → pending (a firing alert resolves first).
     async fn upsert_alert(&self, update: &AlertUpdate) -> StoreResult<Option<Alert>>;
 
-    /// Open alerts (pending and firing), most severe first, then oldest first.
+    /// Resolves every open alert at `at` and returns how many: at startup, since the alert
+    /// evaluator's "for" timers died with the previous process and it starts over from
+    /// pending (which a firing alert cannot go back to).
+    async fn resolve_open_alerts(&self, at: OffsetDateTime) -> StoreResult<u64>;
+
+    /// Open alerts (pending and firing): critical before warning, firing before pending,
+    /// then oldest first.
     async fn active_alerts(&self) -> StoreResult<Vec<Alert>>;
 
     /// The `limit` most recent alerts of any state, newest `since` first.

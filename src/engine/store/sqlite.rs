@@ -828,6 +828,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn resolve_open_alerts(&self, at: OffsetDateTime) -> StoreResult<u64> {
+        let at = to_ms(at);
+        self.write("resolving open alerts".into(), move |tx, _now| {
+            tx.prepare_cached(
+                "UPDATE alerts SET state = 'resolved', resolved_at_ms = ?1, updated_at_ms = ?1 \
+                 WHERE state IN ('pending', 'firing')",
+            )
+            .and_then(|mut st| st.execute([at]))
+            .map(|n| n as u64)
+            .map_err(be("resolving open alerts"))
+        })
+        .await
+    }
+
     async fn active_alerts(&self) -> StoreResult<Vec<Alert>> {
         self.read(|conn| {
             conn.prepare_cached(&format!(

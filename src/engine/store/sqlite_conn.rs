@@ -175,6 +175,53 @@ fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<()
     Ok(())
 }
 
+/// Crash tests: a test re-runs one `#[ignore]`d helper test of this binary in a child process
+/// that works on a database and then dies by SIGKILL, as a server killed with `kill -9`.
+#[cfg(test)]
+pub(crate) mod crash {
+    use std::os::unix::process::ExitStatusExt;
+    use std::path::{Path, PathBuf};
+
+    /// Environment variable carrying the database path to the child.
+    const CHILD_DB: &str = "JUDGE_TEST_CRASH_CHILD_DB";
+
+    /// Runs the ignored test `helper` (full path, e.g. `engine::queue::tests::child`) in a
+    /// child process with `db` as its database and asserts that it died by SIGKILL.
+    pub(crate) fn run_child(helper: &str, db: &Path) {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", helper, "--test-threads=1"])
+            .env(CHILD_DB, db)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "child {helper} should have died by SIGKILL: {status:?}"
+        );
+    }
+
+    /// In the child: the database path given by [`run_child`]. Panics when not run as a child.
+    pub(crate) fn child_db() -> PathBuf {
+        match std::env::var_os(CHILD_DB) {
+            Some(p) => PathBuf::from(p),
+            None => panic!(
+                "{CHILD_DB} is not set: this helper only runs as a child process of a crash test"
+            ),
+        }
+    }
+
+    /// In the child: begins a write transaction on `conn` that is never committed, then dies
+    /// by SIGKILL.
+    pub(crate) fn die_mid_transaction(conn: &mut rusqlite::Connection, uncommitted_sql: &str) -> ! {
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {uncommitted_sql}"))
+            .unwrap();
+        // SAFETY: kill(2) on our own pid with SIGKILL has no memory-safety preconditions.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        unreachable!("SIGKILL did not kill the child");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

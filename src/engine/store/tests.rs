@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::engine::clock::{from_ms, ManualClock};
+use crate::engine::store::sqlite_conn::crash;
 use crate::judge::{CompileResult, Verdict};
 
 const T0: i64 = 1_764_470_000_000; // 2025-11-30T02:33:20Z
@@ -712,4 +713,156 @@ async fn a_corrupt_result_is_a_backend_error_with_context() {
     let err = store.get_submission("s1").await.unwrap_err();
     assert!(matches!(err, StoreError::Backend { .. }));
     assert!(err.to_string().contains("reading submission s1"), "{err}");
+}
+
+#[tokio::test]
+async fn startup_resolves_open_alerts_and_wire_alerts_convert_to_updates() {
+    let (_dir, store, _clock) = store();
+    let firing = store
+        .upsert_alert(&alert(AlertState::Firing, T0, 150.0))
+        .await
+        .unwrap()
+        .unwrap();
+    let other = AlertUpdate {
+        rule: "error_rate_warning".into(),
+        ..alert(AlertState::Pending, T0, 0.07)
+    };
+    store.upsert_alert(&other).await.unwrap();
+    store
+        .upsert_alert(&AlertUpdate {
+            rule: "gone".into(),
+            ..alert(AlertState::Pending, T0, 1.0)
+        })
+        .await
+        .unwrap();
+    store
+        .upsert_alert(&AlertUpdate {
+            rule: "gone".into(),
+            ..alert(AlertState::Resolved, T0 + 5, 0.0)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.resolve_open_alerts(from_ms(T0 + 1000)).await.unwrap(),
+        2
+    );
+    assert!(store.active_alerts().await.unwrap().is_empty());
+    // The restarted evaluator starts from pending again: a new alert.
+    let again = store
+        .upsert_alert(&alert(AlertState::Pending, T0 + 2000, 150.0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(again.id, firing.id);
+
+    // From the wire type: a resolution is stored at its resolved_at.
+    let mut wire = again.clone();
+    wire.state = AlertState::Resolved;
+    wire.resolved_at = Some("2025-11-30T02:34:00Z".into());
+    let up = AlertUpdate::from_alert(&wire).unwrap();
+    assert_eq!(
+        (up.at, up.state, up.pool.as_deref()),
+        (
+            from_ms(T0 + 40_000),
+            AlertState::Resolved,
+            Some("container")
+        )
+    );
+    let stored = store.upsert_alert(&up).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.id, stored.resolved_at.as_deref()),
+        (again.id, Some("2025-11-30T02:34:00Z"))
+    );
+    wire.since = "yesterday".into();
+    wire.state = AlertState::Pending;
+    assert!(matches!(
+        AlertUpdate::from_alert(&wire),
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+/// Not a test on its own: the crashing child of [`committed_writes_survive_kill_9`].
+/// Records s1's final result and s2's first test, starts s2's final result in a transaction
+/// it never commits, and dies by SIGKILL.
+#[tokio::test]
+#[ignore = "helper: runs as the crashing child of committed_writes_survive_kill_9"]
+async fn child_records_then_dies() {
+    let store = open_sqlite(&crash::child_db()).unwrap();
+    assert!(store
+        .record_final("s1", &judge_result(Verdict::AC))
+        .await
+        .unwrap());
+    assert!(store.mark_judging("s2").await.unwrap());
+    assert!(store
+        .record_test("s2", 0, &test_result("sample/1", Verdict::AC, 3))
+        .await
+        .unwrap());
+    store.db.call_blocking(|c| {
+        crash::die_mid_transaction(
+            c,
+            "UPDATE submissions SET state = 'done', result_json = '{}' WHERE id = 's2'; \
+             DELETE FROM users;",
+        )
+    })
+}
+
+#[tokio::test]
+async fn committed_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("judge.db");
+    {
+        let store = open_sqlite(&path).unwrap();
+        store
+            .insert_submission(&new_sub("s1", "alice", None))
+            .await
+            .unwrap();
+        store
+            .insert_submission(&new_sub("s2", "alice", Some("k")))
+            .await
+            .unwrap();
+        store
+            .upsert_user(&User {
+                name: "alice".into(),
+                role: Role::Contestant,
+                trust: Trust::Standard,
+            })
+            .await
+            .unwrap();
+    }
+    crash::run_child("engine::store::tests::child_records_then_dies", &path);
+    let store = open_sqlite(&path).unwrap();
+    assert_eq!(
+        store.get_submission("s1").await.unwrap().result,
+        Some(judge_result(Verdict::AC))
+    );
+    let s2 = store.get_submission("s2").await.unwrap();
+    assert_eq!(
+        (s2.state, s2.attempts, s2.result),
+        (SubmissionState::Judging, 1, None)
+    );
+    assert_eq!(store.test_results("s2").await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .unfinished_submissions()
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect::<Vec<_>>(),
+        ["s2"]
+    );
+    assert!(
+        store.get_user("alice").await.unwrap().is_some(),
+        "the uncommitted delete was rolled back"
+    );
+    // The redelivered job then finishes it exactly once.
+    assert!(store.mark_judging("s2").await.unwrap());
+    assert!(store
+        .record_final("s2", &judge_result(Verdict::WA))
+        .await
+        .unwrap());
+    assert!(!store
+        .record_final("s2", &judge_result(Verdict::WA))
+        .await
+        .unwrap());
 }
