@@ -344,11 +344,13 @@ async fn bad_requests_are_refused() {
 
 /// N concurrent claimers on a multi-threaded runtime, each claiming small batches and
 /// acking, never receive the same job twice while its lease is live, and together get
-/// every job exactly once.
+/// every job exactly once. Half of them go through a second connection to the same file
+/// (as a second process would), so SQLite's locking is exercised, not only the mutex.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_claimers_never_share_a_job() {
     let dir = tempfile::tempdir().unwrap();
     let q = open_sqlite(&dir.path().join("queue.db")).unwrap();
+    let q2 = open_sqlite(&dir.path().join("queue.db")).unwrap();
     const JOBS: usize = 400;
     const CLAIMERS: usize = 16;
     for i in 0..JOBS {
@@ -366,7 +368,7 @@ async fn concurrent_claimers_never_share_a_job() {
     }
     let tasks: Vec<_> = (0..CLAIMERS)
         .map(|c| {
-            let q = q.clone();
+            let q = if c % 2 == 0 { q.clone() } else { q2.clone() };
             tokio::spawn(async move {
                 let mut got = Vec::new();
                 loop {
