@@ -87,8 +87,7 @@ fn main() {
         }
         let mut hist = histogram();
         for task in tasks {
-            let micros = task.await.expect("paced submission").as_micros();
-            hist.saturating_record(u64::try_from(micros).unwrap_or(u64::MAX).max(1));
+            record(&mut hist, task.await.expect("paced submission"));
         }
         report("paced admission at 500/s", paced, t.elapsed(), &hist);
     });
@@ -119,17 +118,13 @@ async fn admit(
                 for i in (w..jobs).step_by(SUBMITTERS) {
                     let t = Instant::now();
                     submit(&s, &q, format!("{tag}{i}"), i).await;
-                    record(&mut hist, t);
+                    record(&mut hist, t.elapsed());
                 }
                 hist
             })
         })
         .collect();
-    let mut all = histogram();
-    for t in tasks {
-        all.add(t.await.expect("submitter"))
-            .expect("merge histograms");
-    }
+    let all = merge(tasks).await;
     all
 }
 
@@ -201,8 +196,7 @@ async fn dispatch(
                         s.record_test(id, 0, &test()).await.expect("record test");
                         s.record_final(id, &result).await.expect("record final");
                         q.ack(&lease).await.expect("ack");
-                        let micros = (t.elapsed() + claim_share).as_micros();
-                        hist.saturating_record(u64::try_from(micros).unwrap_or(u64::MAX).max(1));
+                        record(&mut hist, t.elapsed() + claim_share);
                         done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
@@ -210,11 +204,7 @@ async fn dispatch(
             })
         })
         .collect();
-    let mut all = histogram();
-    for t in tasks {
-        all.add(t.await.expect("consumer"))
-            .expect("merge histograms");
-    }
+    let all = merge(tasks).await;
     (done.load(std::sync::atomic::Ordering::SeqCst), all)
 }
 
@@ -229,12 +219,19 @@ fn test() -> TestResult {
     }
 }
 
-fn record(hist: &mut Histogram<u64>, since: Instant) {
-    hist.saturating_record(
-        u64::try_from(since.elapsed().as_micros())
-            .unwrap_or(u64::MAX)
-            .max(1),
-    );
+/// Records `d` in µs (at least 1).
+fn record(hist: &mut Histogram<u64>, d: Duration) {
+    hist.saturating_record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1));
+}
+
+/// The tasks' histograms merged.
+async fn merge(tasks: Vec<tokio::task::JoinHandle<Histogram<u64>>>) -> Histogram<u64> {
+    let mut all = histogram();
+    for t in tasks {
+        all.add(t.await.expect("benchmark task"))
+            .expect("merge histograms");
+    }
+    all
 }
 
 fn report(what: &str, n: usize, elapsed: Duration, hist: &Histogram<u64>) {
