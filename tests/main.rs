@@ -1,1 +1,2 @@
 //! Integration tests: one test binary with modules (links faster).
+mod top;
