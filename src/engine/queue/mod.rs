@@ -21,6 +21,20 @@
 //! leased job is still there; leased jobs are redelivered once their lease expires, or at
 //! once after [`JobQueue::recover`] at startup). A Redis Streams backend with consumer
 //! groups and `XAUTOCLAIM` fits the same trait.
+//!
+//! # How the engine uses it, so every submission ends with exactly one final result
+//!
+//! - Admission: `store.insert_submission`, then `queue.enqueue(pool, job)`.
+//! - Startup: `queue.recover()` (embedded, single process), then `queue.enqueue` for every
+//!   `store.unfinished_submissions()` — idempotent, so only jobs lost between the two writes
+//!   of an admission are added.
+//! - A worker slot: `claim` → `store.mark_judging` (false: already done → `ack` and move
+//!   on) → `extend` every lease/3 while judging → `store.record_test` per test →
+//!   `store.record_final` → `ack`. On [`QueueError::LeaseLost`] it stops work on that job.
+//! - Stopping a replica or an open circuit breaker: `release` (and `store.mark_queued`).
+//! - A job that keeps killing its worker comes back with a growing
+//!   [`Lease::delivery_count`]; past a limit the worker should record a final IE result
+//!   instead of judging it again (a poison job must not loop forever).
 
 mod sqlite;
 

@@ -421,6 +421,15 @@ impl AlertUpdate {
     }
 }
 
+/// What [`Store::prune_history`] deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PrunedHistory {
+    /// Scaling events deleted.
+    pub scaling_events: u64,
+    /// Resolved alerts deleted.
+    pub alerts: u64,
+}
+
 /// The engine's durable records. Implementations are `Send + Sync` and shared as
 /// `Arc<dyn Store>`; every method is one transaction.
 #[async_trait]
@@ -464,6 +473,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// already `done` (the worker then just acks its job).
     /// Errors: [`StoreError::NotFound`].
     async fn mark_judging(&self, id: &str) -> StoreResult<bool>;
+
+    /// Its job went back to the queue (released by a stopping replica or an open circuit
+    /// breaker): state `queued` again, keeping `attempts` and `started_at`. Returns false,
+    /// changing nothing, when the submission is already `done`.
+    /// Errors: [`StoreError::NotFound`].
+    async fn mark_queued(&self, id: &str) -> StoreResult<bool>;
 
     /// Records the result of test case `index` (0-based, test order) as it arrives.
     /// Idempotent per (submission, index): writing the same index again replaces it.
@@ -546,6 +561,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// evaluator's "for" timers died with the previous process and it starts over from
     /// pending (which a firing alert cannot go back to).
     async fn resolve_open_alerts(&self, at: OffsetDateTime) -> StoreResult<u64>;
+
+    /// Deletes history older than `before`: scaling events decided before it and resolved
+    /// alerts resolved before it (open alerts stay). Returns how many rows went, per kind.
+    async fn prune_history(&self, before: OffsetDateTime) -> StoreResult<PrunedHistory>;
 
     /// Open alerts (pending and firing): critical before warning, firing before pending,
     /// then oldest first.

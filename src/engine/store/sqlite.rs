@@ -479,6 +479,23 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn mark_queued(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.write(
+            format!("marking submission {id} queued"),
+            move |tx, _now| {
+                if submission_state(tx, &id)? == SubmissionState::Done {
+                    return Ok(false);
+                }
+                tx.prepare_cached("UPDATE submissions SET state = 'queued' WHERE id = ?1")
+                    .and_then(|mut st| st.execute([&id]))
+                    .map_err(be(format!("marking submission {id} queued")))?;
+                Ok(true)
+            },
+        )
+        .await
+    }
+
     async fn record_test(&self, id: &str, index: u32, result: &TestResult) -> StoreResult<bool> {
         let id = id.to_string();
         let json = to_json("a test result", result)?;
@@ -838,6 +855,27 @@ impl Store for SqliteStore {
             .and_then(|mut st| st.execute([at]))
             .map(|n| n as u64)
             .map_err(be("resolving open alerts"))
+        })
+        .await
+    }
+
+    async fn prune_history(&self, before: OffsetDateTime) -> StoreResult<PrunedHistory> {
+        let before = to_ms(before);
+        self.write("pruning history".into(), move |tx, _now| {
+            let scaling_events = tx
+                .prepare_cached("DELETE FROM scaling_events WHERE at_ms < ?1")
+                .and_then(|mut st| st.execute([before]))
+                .map_err(be("pruning scaling events"))?;
+            let alerts = tx
+                .prepare_cached(
+                    "DELETE FROM alerts WHERE state = 'resolved' AND resolved_at_ms < ?1",
+                )
+                .and_then(|mut st| st.execute([before]))
+                .map_err(be("pruning resolved alerts"))?;
+            Ok(PrunedHistory {
+                scaling_events: scaling_events as u64,
+                alerts: alerts as u64,
+            })
         })
         .await
     }

@@ -866,3 +866,68 @@ async fn committed_writes_survive_kill_9() {
         .await
         .unwrap());
 }
+
+#[tokio::test]
+async fn a_released_job_puts_its_submission_back_to_queued_unless_done() {
+    let (_dir, store, _clock) = store();
+    store
+        .insert_submission(&new_sub("s1", "alice", None))
+        .await
+        .unwrap();
+    store.mark_judging("s1").await.unwrap();
+    assert!(store.mark_queued("s1").await.unwrap());
+    let s = store.get_submission("s1").await.unwrap();
+    assert_eq!(
+        (s.state, s.attempts, s.started_at.is_some()),
+        (SubmissionState::Queued, 1, true)
+    );
+    store
+        .record_final("s1", &judge_result(Verdict::AC))
+        .await
+        .unwrap();
+    assert!(!store.mark_queued("s1").await.unwrap());
+    assert_eq!(
+        store.get_submission("s1").await.unwrap().state,
+        SubmissionState::Done
+    );
+    assert!(matches!(
+        store.mark_queued("nope").await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn pruning_deletes_old_scaling_events_and_resolved_alerts_only() {
+    let (_dir, store, _clock) = store();
+    store
+        .insert_scaling_event(&scaling(T0, "container", 1, 2))
+        .await
+        .unwrap();
+    let kept = store
+        .insert_scaling_event(&scaling(T0 + 10_000, "container", 2, 3))
+        .await
+        .unwrap();
+    store
+        .upsert_alert(&alert(AlertState::Firing, T0, 150.0))
+        .await
+        .unwrap();
+    store
+        .upsert_alert(&alert(AlertState::Resolved, T0 + 1000, 50.0))
+        .await
+        .unwrap();
+    let open = store
+        .upsert_alert(&alert(AlertState::Pending, T0 + 2000, 150.0))
+        .await
+        .unwrap()
+        .unwrap();
+    let pruned = store.prune_history(from_ms(T0 + 5000)).await.unwrap();
+    assert_eq!(
+        pruned,
+        PrunedHistory {
+            scaling_events: 1,
+            alerts: 1
+        }
+    );
+    assert_eq!(store.latest_scaling_events(10).await.unwrap(), vec![kept]);
+    assert_eq!(store.recent_alerts(10).await.unwrap(), vec![open]);
+}
