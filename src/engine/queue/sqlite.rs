@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::*;
 use crate::engine::clock::{duration_ms, from_ms, to_ms};
@@ -145,16 +145,7 @@ impl SqliteQueue {
         F: FnOnce(&Transaction<'_>, i64) -> QueueResult<T> + Send + 'static,
     {
         let now = self.clock.now_ms();
-        self.db
-            .call(move |conn: &mut Connection| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(be(&context))?;
-                let out = f(&tx, now)?;
-                tx.commit().map_err(be(&context))?;
-                Ok(out)
-            })
-            .await
+        self.db.write(context, move |tx| f(tx, now)).await
     }
 
     /// Runs a write guarded by `lease` (`sql` binds ?1 = row id, ?2 = delivery count,

@@ -30,6 +30,7 @@ use crate::engine::model::{
 };
 use crate::judge::{JudgeResult, TestResult};
 
+pub use crate::engine::router::Trust;
 pub use sqlite::SqliteStore;
 
 /// Errors of a [`Store`].
@@ -246,40 +247,6 @@ impl std::str::FromStr for Role {
             "contestant" => Ok(Role::Contestant),
             "admin" => Ok(Role::Admin),
             _ => Err(format!("unknown role {s:?} (expected contestant or admin)")),
-        }
-    }
-}
-
-/// How far the router trusts a user (`verified` users may use the `trusted` pool).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Trust {
-    /// Everyone.
-    #[default]
-    Standard,
-    /// Verified by an admin.
-    Verified,
-}
-
-impl Trust {
-    /// `"standard"` or `"verified"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trust::Standard => "standard",
-            Trust::Verified => "verified",
-        }
-    }
-}
-
-impl std::str::FromStr for Trust {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "standard" => Ok(Trust::Standard),
-            "verified" => Ok(Trust::Verified),
-            _ => Err(format!(
-                "unknown trust {s:?} (expected standard or verified)"
-            )),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{named_params, params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{named_params, params, Connection, OptionalExtension, Row};
 
 use super::sqlite_conn::{Db, DbError};
 use super::*;
@@ -144,16 +144,7 @@ impl SqliteStore {
         F: FnOnce(&rusqlite::Transaction<'_>, i64) -> StoreResult<T> + Send + 'static,
     {
         let now = self.clock.now_ms();
-        self.db
-            .call(move |conn: &mut Connection| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(be(&context))?;
-                let out = f(&tx, now)?;
-                tx.commit().map_err(be(&context))?;
-                Ok(out)
-            })
-            .await
+        self.db.write(context, move |tx| f(tx, now)).await
     }
 
     /// Runs the read-only `f` on a blocking thread.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 /// How long a writer waits for another connection's lock before failing (SQLITE_BUSY).
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -107,6 +107,31 @@ impl Db {
         })
         .await
         .map_err(|e| E::from(DbError::Task(e.to_string())))?
+    }
+
+    /// Runs `f` inside one IMMEDIATE transaction on a blocking thread and commits when it
+    /// returns `Ok` (rolls back otherwise). The write lock is taken at BEGIN, so a
+    /// read-then-write sequence in `f` cannot interleave with another writer, even one in
+    /// another process. `context` names the operation in errors of BEGIN and COMMIT.
+    pub(crate) async fn write<T, E, F>(&self, context: String, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
+    {
+        self.call(move |conn: &mut Connection| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|source| DbError::Sqlite {
+                    context: context.clone(),
+                    source,
+                })?;
+            let out = f(&tx)?;
+            tx.commit()
+                .map_err(|source| DbError::Sqlite { context, source })?;
+            Ok(out)
+        })
+        .await
     }
 
     /// Runs `f` with the connection on the calling thread (tests).
