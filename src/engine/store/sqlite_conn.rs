@@ -163,41 +163,39 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Applies the migrations not yet applied. Each runs in its own IMMEDIATE transaction that
+/// first re-reads `user_version`, so two processes opening a fresh file at once apply each
+/// migration exactly once.
 fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<(), DbError> {
-    let ctx = |what: String| {
-        move |source| DbError::Sqlite {
-            context: format!("{what} {}", path.display()),
-            source,
-        }
+    let ctx = |what: &str, version: usize| {
+        let context = format!("{what} {version} of {}", path.display());
+        move |source| DbError::Sqlite { context, source }
     };
     let known = i64::try_from(migrations.len()).unwrap_or(i64::MAX);
-    let found: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(ctx("reading schema version of".into()))?;
-    if found > known {
-        return Err(DbError::TooNew {
-            path: path.to_path_buf(),
-            found,
-            known,
-        });
-    }
-    for (i, sql) in migrations
-        .iter()
-        .enumerate()
-        .skip(usize::try_from(found).unwrap_or(0))
-    {
-        let version = i + 1;
+    loop {
         let tx = conn
-            .transaction()
-            .map_err(ctx(format!("starting migration {version} of")))?;
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx("locking for migration", 0))?;
+        let found: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(ctx("reading schema version", 0))?;
+        if found > known {
+            return Err(DbError::TooNew {
+                path: path.to_path_buf(),
+                found,
+                known,
+            });
+        }
+        let Some(sql) = usize::try_from(found).ok().and_then(|f| migrations.get(f)) else {
+            return Ok(());
+        };
+        let version = usize::try_from(found).unwrap_or(0) + 1;
         tx.execute_batch(sql)
-            .map_err(ctx(format!("applying migration {version} to")))?;
+            .map_err(ctx("applying migration", version))?;
         tx.pragma_update(None, "user_version", version)
-            .map_err(ctx(format!("recording migration {version} in")))?;
-        tx.commit()
-            .map_err(ctx(format!("committing migration {version} to")))?;
+            .map_err(ctx("recording migration", version))?;
+        tx.commit().map_err(ctx("committing migration", version))?;
     }
-    Ok(())
 }
 
 /// Crash tests: a test re-runs one `#[ignore]`d helper test of this binary in a child process
@@ -287,6 +285,32 @@ mod tests {
                 found: 3, known: 1, ..
             }) => {}
             other => panic!("expected TooNew, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn concurrent_opens_of_a_fresh_file_migrate_once() {
+        let m = ["CREATE TABLE a (x INTEGER);", "INSERT INTO a VALUES (1);"];
+        for round in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("x.db");
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || Db::open(&path, &m).map(drop))
+                })
+                .collect();
+            for t in threads {
+                t.join()
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            }
+            let db = Db::open(&path, &m).unwrap();
+            let n: i64 = db.call_blocking(|c| {
+                c.query_row("SELECT count(*) FROM a", [], |r| r.get(0))
+                    .unwrap()
+            });
+            assert_eq!(n, 1, "round {round}: migration 2 ran more than once");
         }
     }
 
