@@ -30,7 +30,6 @@ use crate::engine::model::{
 };
 use crate::judge::{JudgeResult, TestResult};
 
-pub use crate::engine::router::Trust;
 pub use sqlite::SqliteStore;
 
 /// Errors of a [`Store`].
@@ -247,6 +246,41 @@ impl std::str::FromStr for Role {
             "contestant" => Ok(Role::Contestant),
             "admin" => Ok(Role::Admin),
             _ => Err(format!("unknown role {s:?} (expected contestant or admin)")),
+        }
+    }
+}
+
+/// How far the router trusts a user (`verified` users may use the `trusted` pool); set by
+/// an admin with `judge token create --trust`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Trust {
+    /// Everyone.
+    #[default]
+    Standard,
+    /// Vetted users, who may use the `trusted` pool.
+    Verified,
+}
+
+impl Trust {
+    /// `"standard"` or `"verified"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trust::Standard => "standard",
+            Trust::Verified => "verified",
+        }
+    }
+}
+
+impl std::str::FromStr for Trust {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "standard" => Ok(Trust::Standard),
+            "verified" => Ok(Trust::Verified),
+            _ => Err(format!(
+                "unknown trust {s:?} (expected standard or verified)"
+            )),
         }
     }
 }
