@@ -132,10 +132,11 @@ impl Default for Limits {
 }
 
 /// How a run ended. Serialized in snake_case as `judge sandbox run --json` prints it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Exited with code 0.
+    #[default]
     Ok,
     /// Exited with a non-zero code ([`RunOutcome::exit_code`]).
     NonzeroExit,
@@ -176,12 +177,6 @@ pub struct RunOutcome {
     pub stderr_truncated: bool,
     /// Files named in [`RunSpec::collect`] that existed as regular files, by name.
     pub files: std::collections::BTreeMap<String, Vec<u8>>,
-}
-
-impl Default for Status {
-    fn default() -> Self {
-        Status::Ok
-    }
 }
 
 /// The judge's own failure to run something. Never the contestant's fault: callers
