@@ -1,2 +1,3 @@
 //! Integration tests: one test binary with modules (links faster).
+mod sandbox;
 mod top;

@@ -1,7 +1,10 @@
 //! `judge sandbox run [limits] -- CMD ARGS...`: one command in a box, isolate-style meta output.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use crate::sandbox::{Limits, Mount, Output, RunOutcome, RunSpec, Status, Stdin, BOX_WORK_DIR};
 
 /// `judge sandbox` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -45,7 +48,189 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-/// Runs `judge sandbox ...`.
-pub fn run(_cmd: Command) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`judge sandbox` is not built yet (issue 2)")
+/// Parses a size with an optional binary unit: `65536`, `64K`, `256M`, `1G` (also `KiB`, `MB`…).
+pub fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("bad size {s:?}: expected e.g. 256M"))?;
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        _ => anyhow::bail!("bad size unit in {s:?}: use K, M or G"),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| anyhow::anyhow!("size {s:?} is too large"))
+}
+
+/// Parses a duration such as `1s`, `500ms`, `2.5s` into ms.
+pub fn parse_ms(s: &str) -> anyhow::Result<u64> {
+    let t = s.trim();
+    if let Some(x) = t.strip_suffix("ms") {
+        return Ok(x.trim().parse()?);
+    }
+    if let Some(x) = t.strip_suffix('s') {
+        let v: f64 = x.trim().parse()?;
+        anyhow::ensure!(v >= 0.0, "negative duration {s:?}");
+        return Ok((v * 1000.0).round() as u64);
+    }
+    Ok(humantime::parse_duration(t)
+        .map_err(|e| anyhow::anyhow!("bad duration {s:?}: {e}"))?
+        .as_millis() as u64)
+}
+
+/// The `--json` object of `judge sandbox run`.
+#[derive(Debug, serde::Serialize)]
+pub struct JsonOutcome {
+    /// One of ok, nonzero_exit, signaled, time_limit, wall_limit, memory_limit, output_limit, sandbox_error.
+    pub status: String,
+    /// Exit code, when the program exited.
+    pub exit_code: Option<i32>,
+    /// Terminating signal, when killed by one.
+    pub signal: Option<i32>,
+    /// CPU time in ms.
+    pub time_ms: u64,
+    /// Wall time in ms.
+    pub wall_ms: u64,
+    /// Peak memory in KiB.
+    pub memory_kib: u64,
+}
+
+fn status_name(s: Status) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Builds the run spec of `judge sandbox run`.
+pub fn spec_from_args(a: &RunArgs) -> anyhow::Result<RunSpec> {
+    let output = parse_size(&a.output)?;
+    let limits = Limits {
+        cpu_ms: parse_ms(&a.time)?,
+        wall_ms: parse_ms(&a.wall)?,
+        memory_bytes: parse_size(&a.memory)?,
+        pids: a.pids,
+        file_size_bytes: output,
+        ..Limits::default()
+    };
+    let mut mounts = Vec::new();
+    for d in &a.dirs {
+        let (path, writable) = match d.strip_suffix(":rw") {
+            Some(p) => (p, true),
+            None => (d.strip_suffix(":ro").unwrap_or(d), false),
+        };
+        let p = std::path::PathBuf::from(path);
+        anyhow::ensure!(p.is_absolute(), "--dir {d:?}: the path must be absolute");
+        mounts.push(Mount {
+            host: p.clone(),
+            target: p,
+            writable,
+        });
+    }
+    Ok(RunSpec {
+        argv: a.command.clone(),
+        env: vec![
+            ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+            ("HOME".into(), BOX_WORK_DIR.into()),
+            ("LANG".into(), "C.UTF-8".into()),
+        ],
+        stdin: match &a.stdin {
+            Some(p) => Stdin::HostFile(p.clone()),
+            None => Stdin::Null,
+        },
+        stdout: Output::Capture {
+            limit: output,
+            kill_on_overflow: true,
+        },
+        stderr: Output::Capture {
+            limit: output,
+            kill_on_overflow: false,
+        },
+        mounts,
+        limits,
+        ..RunSpec::default()
+    })
+}
+
+/// Runs `judge sandbox ...`. Exit code 0 when the sandbox itself worked (whatever the
+/// command did), 1 when it failed (the outcome is then `sandbox_error`).
+pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+    let Command::Run(a) = cmd;
+    let spec = spec_from_args(&a)?;
+    let result = crate::sandbox::open(&a.backend).and_then(|sb| sb.run(&spec));
+    let mut out = std::io::stdout().lock();
+    match result {
+        Ok(o) => {
+            out.write_all(&o.stdout)?;
+            std::io::stderr().write_all(&o.stderr)?;
+            out.flush()?;
+            if a.json {
+                let j = JsonOutcome {
+                    status: status_name(o.status),
+                    exit_code: o.exit_code,
+                    signal: o.signal,
+                    time_ms: o.time_ms,
+                    wall_ms: o.wall_ms,
+                    memory_kib: o.memory_kib,
+                };
+                eprintln!("{}", serde_json::to_string(&j)?);
+            } else {
+                eprint!("{}", meta(&o));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if a.json {
+                let j = serde_json::json!({
+                    "status": "sandbox_error", "exit_code": null, "signal": null,
+                    "time_ms": 0, "wall_ms": 0, "memory_kib": 0, "message": e.to_string(),
+                });
+                eprintln!("{j}");
+            } else {
+                eprintln!("status:XX\nmessage:{e}");
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// isolate-style meta lines: `status:` (OK, RE, SG, TO, XX as isolate, plus ML and OL),
+/// `exitcode:`, `exitsig:`, `time:` and `time-wall:` in seconds with 3 decimals,
+/// `cg-mem:` and `max-rss:` in KiB, `killed:1` when a limit ended the run.
+pub fn meta(o: &RunOutcome) -> String {
+    let code = match o.status {
+        Status::Ok => "OK",
+        Status::NonzeroExit => "RE",
+        Status::Signaled => "SG",
+        Status::TimeLimit | Status::WallLimit => "TO",
+        Status::MemoryLimit => "ML",
+        Status::OutputLimit => "OL",
+    };
+    let mut s = format!("status:{code}\n");
+    if let Some(c) = o.exit_code {
+        s += &format!("exitcode:{c}\n");
+    }
+    if let Some(g) = o.signal {
+        s += &format!("exitsig:{g}\n");
+    }
+    s += &format!(
+        "time:{:.3}\ntime-wall:{:.3}\ncg-mem:{}\nmax-rss:{}\n",
+        o.time_ms as f64 / 1000.0,
+        o.wall_ms as f64 / 1000.0,
+        o.memory_kib,
+        o.memory_kib
+    );
+    if matches!(
+        o.status,
+        Status::TimeLimit | Status::WallLimit | Status::MemoryLimit | Status::OutputLimit
+    ) {
+        s += "killed:1\n";
+    }
+    s += &format!("outcome:{}\n", status_name(o.status));
+    s
 }

@@ -11,14 +11,44 @@
 //! - [`process`]: the trusted pool: no namespaces, but rlimits, its own cgroup and
 //!   an unprivileged uid.
 
+pub mod boxfs;
 pub mod cgroup;
+mod exec;
 pub mod native;
 pub mod process;
+pub mod seccomp;
 mod spec;
+mod sys;
 
 pub use spec::*;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Names accepted by [`open`].
+pub const BACKENDS: &[&str] = &["native", "process"];
+
+/// Opens a backend by name with its default configuration: `"native"`
+/// ([`native::NativeSandbox`]) or `"process"` ([`process::ProcessSandbox`]).
+/// Cheap enough to call once per `judge test` and once per engine pool (no box is
+/// made until the first run or [`Sandbox::prepare`]).
+///
+/// Errors: [`SandboxError::InvalidSpec`] for an unknown name (listing the valid ones);
+/// [`SandboxError::Unavailable`] when the host lacks what the backend needs.
+pub fn open(backend: &str) -> Result<Arc<dyn Sandbox>, SandboxError> {
+    match backend {
+        "native" => Ok(Arc::new(native::NativeSandbox::new(
+            native::NativeConfig::default(),
+        )?)),
+        "process" => Ok(Arc::new(process::ProcessSandbox::new(
+            process::ProcessConfig::default(),
+        )?)),
+        other => Err(SandboxError::InvalidSpec(format!(
+            "unknown sandbox backend {other:?}; valid: {}",
+            BACKENDS.join(", ")
+        ))),
+    }
+}
 
 /// One isolation backend. Implementations must be safe to call from many threads
 /// at once: the judge runs an interactive problem's program and interactor

@@ -1,1 +1,1012 @@
-//! Sandbox backend module `native` (see the module docs of `crate::sandbox`).
+//! The native backend: Linux namespaces, a read-only root, cgroups, seccomp.
+//!
+//! # Boxes
+//! A *box* is a mount namespace whose root was built once and is reused: a tmpfs root
+//! holding read-only bind mounts of the host's toolchain folders (`/usr`, and `/bin`,
+//! `/lib`, `/lib64`, `/sbin` as binds or — on merged-usr hosts — as the same symlinks
+//! into `/usr`), the few `/etc` pieces toolchains need ([`ETC_PIECES`], a generated
+//! `passwd`/`group` naming the box uid), a minimal `/dev` (null, zero, random, urandom
+//! bound from the host; `fd`, `stdin`, `stdout`, `stderr` links into `/proc/self/fd`),
+//! an empty `/proc` mount point, and two tmpfs mounts: the work folder
+//! [`BOX_WORK_DIR`] (also the working directory and `HOME`) and `/tmp`. The
+//! namespace is kept alive by a descriptor, the host reaches `/box` and `/tmp`
+//! through descriptors as well (every host-side access goes through [`super::boxfs`],
+//! which refuses symlinks), and after a run both folders are wiped and the box goes
+//! back to an idle list keyed by its extra mounts. A box whose wipe would take too long
+//! (more than [`WIPE_BUDGET`] entries) is dropped instead: the kernel frees its
+//! tmpfs with the namespace.
+//!
+//! Language folders outside the default root (e.g. `/root/.rustup` and
+//! `/root/.cargo` for rustc) are passed by the judge in [`RunSpec::mounts`]; missing
+//! parent folders of a target are created inside the box root, so a host parent
+//! that is mode 0700 (`/root`) does not matter. Go's GOROOT is under `/usr/lib/go`
+//! and Java's JDK under `/usr/lib/jvm` (reached through `/etc/alternatives`), both
+//! inside the default root.
+//!
+//! # One run
+//! Everything that allocates is built first ([`exec::Prepared`], [`exec::Stdio`],
+//! the run's cgroup). Then `clone3` makes the box's *init*: pid 1 of a new PID
+//! namespace, with new IPC and UTS namespaces (so SysV IPC objects never outlive a
+//! run), placed in the run's cgroup (atomically on v2, by writing `0` to the
+//! pre-opened `cgroup.procs` files on v1). Init joins the shared empty network
+//! namespace and the box's mount namespace, sizes the tmpfs mounts for this run
+//! (`size` = [`Limits::disk_bytes`] plus the input files, `nr_inodes` =
+//! `disk_bytes / 4096`, at least 1024), mounts a fresh `/proc`, and forks the program.
+//! The program sets up fds 0–2 (closing everything else), rlimits, drops to the box's
+//! unprivileged uid/gid (no supplementary groups, so no capabilities), sets
+//! no_new_privs, loads the seccomp filter and execs. Init reaps everything and, when
+//! the program ends, reports its wait status and exits: the kernel then kills every
+//! other process of the PID namespace. The host watches CPU time in the cgroup, wall
+//! time and output caps ([`exec::watch`]); on a limit it SIGKILLs init (which takes
+//! the whole namespace down), then kills whatever is left in the cgroup, removes it,
+//! copies out [`RunSpec::collect`] and wipes the box.
+//!
+//! Child code runs only raw syscalls on prepared memory: see [`super::sys`] for why.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::boxfs;
+use super::cgroup::{CgroupLimits, CgroupOps, CgroupRoot};
+use super::exec::{self, stage, Prepared, Slots, Stdio};
+use super::seccomp;
+use super::sys;
+use super::{Mount, RunOutcome, RunSpec, Sandbox, SandboxError, BOX_WORK_DIR};
+
+/// `/etc` entries bound into every box (when they exist on the host): the dynamic
+/// linker's cache and configuration, `alternatives` (java/javac links go through it
+/// into `/usr/lib/jvm`), the JDK's configuration, and the time zone. Nothing else of
+/// `/etc` is visible (no host users, no resolver, no certificates).
+pub const ETC_PIECES: &[&str] = &[
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/java-17-openjdk",
+    "/etc/localtime",
+];
+
+/// Host folders that form the box's read-only root.
+pub const ROOT_DIRS: &[&str] = &["/usr", "/bin", "/lib", "/lib64", "/sbin"];
+
+/// Device nodes bound from the host into the box's `/dev`.
+pub const DEVICES: &[&str] = &["null", "zero", "random", "urandom"];
+
+/// Most entries a post-run wipe removes before the box is dropped instead.
+pub const WIPE_BUDGET: usize = 4096;
+
+/// Configuration of the native backend.
+#[derive(Debug, Clone)]
+pub struct NativeConfig {
+    /// First uid (and gid) of boxes; box `n` runs as `uid_base + n`. Default 60000
+    /// (as isolate).
+    pub uid_base: u32,
+    /// Maximum number of boxes alive at once (bounds the uids used). Default 1000.
+    pub max_boxes: u32,
+    /// Idle boxes kept per mount set. Default 8.
+    pub keep_warm: usize,
+    /// Whether to load the seccomp filter ([`seccomp::DENY`]). Default true.
+    pub seccomp: bool,
+    /// Host folder over which each box's root tmpfs is mounted while being built (in
+    /// the box's private mount namespace; the host sees it empty). Default
+    /// `/run/judge-sandbox/root`.
+    pub staging: PathBuf,
+    /// Where runs' cgroups live; `None`: detected ([`CgroupRoot::detect`]).
+    pub cgroups: Option<CgroupRoot>,
+}
+
+impl Default for NativeConfig {
+    fn default() -> Self {
+        NativeConfig {
+            uid_base: 60_000,
+            max_boxes: 1000,
+            keep_warm: 8,
+            seccomp: true,
+            staging: PathBuf::from("/run/judge-sandbox/root"),
+            cgroups: None,
+        }
+    }
+}
+
+/// The native sandbox. Cheap to clone (shared state); `run` may be called from many
+/// threads at once, each run gets its own box.
+#[derive(Clone)]
+pub struct NativeSandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: NativeConfig,
+    cgroups: CgroupRoot,
+    netns: Arc<OwnedFd>,
+    seccomp: Option<seccomp::Program>,
+    idle: Mutex<HashMap<Vec<Mount>, Vec<WarmBox>>>,
+    slots: Arc<Slots>,
+    ncpu: u64,
+    counter: AtomicU64,
+}
+
+/// A prepared box: its mount namespace and descriptors of its two tmpfs folders.
+struct WarmBox {
+    slot: u32,
+    uid: u32,
+    mnt_ns: OwnedFd,
+    work: OwnedFd,
+    tmp: OwnedFd,
+    slots: Arc<Slots>,
+}
+
+impl Drop for WarmBox {
+    fn drop(&mut self) {
+        self.slots.give(self.slot);
+    }
+}
+
+fn internal(what: impl std::fmt::Display) -> SandboxError {
+    SandboxError::Internal(what.to_string())
+}
+
+/// The empty network namespace every box joins (creating one per run is slow on some
+/// kernels). Made once per process by a short-lived child.
+fn shared_netns() -> Result<Arc<OwnedFd>, SandboxError> {
+    static NETNS: OnceLock<Arc<OwnedFd>> = OnceLock::new();
+    if let Some(n) = NETNS.get() {
+        return Ok(n.clone());
+    }
+    let (hold_r, hold_w) = sys::pipe().map_err(internal)?;
+    // SAFETY: the child only blocks on read and exits (raw syscalls).
+    let child = unsafe { sys::clone_fork(libc::CLONE_NEWNET as u64, None) }.map_err(|e| {
+        SandboxError::Unavailable(format!(
+            "cannot create a network namespace: {e}; run judge as root"
+        ))
+    })?;
+    let Some(child) = child else {
+        sys::close_all_except(0, &[hold_r.as_raw_fd()]);
+        let mut b = [0u8; 1];
+        // SAFETY: read into a local buffer; then exit.
+        unsafe {
+            libc::read(hold_r.as_raw_fd(), b.as_mut_ptr().cast(), 1);
+            libc::_exit(0);
+        }
+    };
+    drop(hold_r);
+    let path = format!("/proc/{}/ns/net", child.pid);
+    let f = std::fs::File::open(&path);
+    drop(hold_w);
+    let _ = sys::wait_pid(child.pid);
+    let f = f.map_err(|source| SandboxError::Io {
+        op: "open",
+        path: path.into(),
+        source,
+    })?;
+    let fd = Arc::new(OwnedFd::from(f));
+    Ok(NETNS.get_or_init(|| fd).clone())
+}
+
+/// One step of building a box root, executed by the box-making child (raw syscalls).
+enum RootOp {
+    Mkdir(CString, u32),
+    Symlink {
+        target: CString,
+        link: CString,
+    },
+    /// Bind `src` at `dst` (creating `dst` as a folder or an empty file).
+    Bind {
+        src: CString,
+        dst: CString,
+        file: bool,
+        writable: bool,
+        dev: bool,
+    },
+    WriteFile(CString, Vec<u8>),
+    Tmpfs(CString, CString),
+    /// Remount read-only (bind remount, per-mount flag).
+    ReadOnly(CString),
+}
+
+fn cs(p: &Path) -> Result<CString, SandboxError> {
+    CString::new(p.as_os_str().as_encoded_bytes())
+        .map_err(|_| SandboxError::InvalidSpec(format!("path {} contains NUL", p.display())))
+}
+
+/// Checks a mount of a spec: absolute target without `..`, not one of the box's own
+/// folders, host path existing.
+fn check_mount(m: &Mount) -> Result<(), SandboxError> {
+    let t = &m.target;
+    let bad = |why: &str| SandboxError::InvalidSpec(format!("mount target {}: {why}", t.display()));
+    if !t.is_absolute() {
+        return Err(bad("must be absolute"));
+    }
+    if t.components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(bad("must not contain '..'"));
+    }
+    if t == Path::new("/") || t == Path::new("/etc") {
+        return Err(bad("is one of the box's own folders"));
+    }
+    for reserved in ["/proc", "/dev", BOX_WORK_DIR, "/tmp"] {
+        if t.starts_with(reserved) {
+            return Err(bad(
+                "is inside one of the box's own folders (/proc, /dev, /box, /tmp)",
+            ));
+        }
+    }
+    if !m.host.exists() {
+        return Err(SandboxError::InvalidSpec(format!(
+            "mount source {} does not exist on the host",
+            m.host.display()
+        )));
+    }
+    Ok(())
+}
+
+fn passwd(uid: u32) -> Vec<u8> {
+    format!("root:x:0:0:root:/:/usr/sbin/nologin\nbox:x:{uid}:{uid}:box:{BOX_WORK_DIR}:/bin/sh\nnobody:x:65534:65534:nobody:/:/usr/sbin/nologin\n").into_bytes()
+}
+
+fn group(uid: u32) -> Vec<u8> {
+    format!("root:x:0:\nbox:x:{uid}:\nnogroup:x:65534:\n").into_bytes()
+}
+
+/// The steps that build a box root under `stage` for `uid` with extra `mounts`.
+fn root_plan(staging: &Path, uid: u32, mounts: &[Mount]) -> Result<Vec<RootOp>, SandboxError> {
+    let at = |p: &str| staging.join(p.trim_start_matches('/'));
+    let mut ops = Vec::new();
+    for d in ["etc", "dev", "proc", "box", "tmp"] {
+        ops.push(RootOp::Mkdir(cs(&at(d))?, 0o755));
+    }
+    for d in ROOT_DIRS {
+        let host = Path::new(d);
+        match std::fs::symlink_metadata(host) {
+            Ok(md) if md.file_type().is_symlink() => {
+                let target = std::fs::read_link(host).map_err(|source| SandboxError::Io {
+                    op: "readlink",
+                    path: host.into(),
+                    source,
+                })?;
+                ops.push(RootOp::Symlink {
+                    target: cs(&target)?,
+                    link: cs(&at(d))?,
+                });
+            }
+            Ok(md) if md.is_dir() => ops.push(RootOp::Bind {
+                src: cs(host)?,
+                dst: cs(&at(d))?,
+                file: false,
+                writable: false,
+                dev: false,
+            }),
+            _ => {}
+        }
+    }
+    for e in ETC_PIECES {
+        let host = Path::new(e);
+        let Ok(md) = std::fs::metadata(host) else {
+            continue;
+        };
+        ops.push(RootOp::Bind {
+            src: cs(host)?,
+            dst: cs(&at(e))?,
+            file: !md.is_dir(),
+            writable: false,
+            dev: false,
+        });
+    }
+    ops.push(RootOp::WriteFile(cs(&at("/etc/passwd"))?, passwd(uid)));
+    ops.push(RootOp::WriteFile(cs(&at("/etc/group"))?, group(uid)));
+    for d in DEVICES {
+        ops.push(RootOp::Bind {
+            src: cs(&Path::new("/dev").join(d))?,
+            dst: cs(&at(&format!("/dev/{d}")))?,
+            file: true,
+            writable: true,
+            dev: true,
+        });
+    }
+    for (link, target) in [
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+    ] {
+        ops.push(RootOp::Symlink {
+            target: cs(Path::new(target))?,
+            link: cs(&at(link))?,
+        });
+    }
+    let mut extra: Vec<&Mount> = mounts.iter().collect();
+    extra.sort_by_key(|m| m.target.components().count());
+    for m in extra {
+        check_mount(m)?;
+        // Parents of the target, created in the box root (0755) when missing.
+        let mut parent = PathBuf::new();
+        let comps: Vec<_> = m.target.components().skip(1).collect();
+        for c in comps.iter().take(comps.len().saturating_sub(1)) {
+            parent.push(c);
+            ops.push(RootOp::Mkdir(cs(&staging.join(&parent))?, 0o755));
+        }
+        ops.push(RootOp::Bind {
+            src: cs(&m.host)?,
+            dst: cs(&staging.join(m.target.strip_prefix("/").unwrap_or(&m.target)))?,
+            file: !m.host.is_dir(),
+            writable: m.writable,
+            dev: false,
+        });
+    }
+    let opts = CString::new("size=1g,nr_inodes=65536,mode=0755").expect("no NUL");
+    ops.push(RootOp::Tmpfs(cs(&at(BOX_WORK_DIR))?, opts.clone()));
+    ops.push(RootOp::Tmpfs(
+        cs(&at("/tmp"))?,
+        CString::new("size=1g,nr_inodes=65536,mode=1777").expect("no NUL"),
+    ));
+    ops.push(RootOp::ReadOnly(cs(staging)?));
+    Ok(ops)
+}
+
+/// Box-making child: runs the plan, pivots into the new root, then waits for the host.
+/// Raw syscalls only; reports failures on `report`.
+fn box_child(staging: &CString, ops: &[RootOp], report: RawFd, hold: RawFd) -> ! {
+    let fail = |st: u32| -> ! { sys::child_fail(report, st, sys::errno()) };
+    // Descriptors of other threads (and the hold pipe's write end) must not stay open here.
+    sys::close_all_except(3, &[report, hold]);
+    // SAFETY: raw syscalls on C strings prepared before the clone (whole function).
+    unsafe {
+        if libc::mount(
+            c"none".as_ptr(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            fail(stage::ROOT_OP);
+        }
+        if libc::mount(
+            c"judge-box".as_ptr(),
+            staging.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            c"size=4m,nr_inodes=4096,mode=0755".as_ptr().cast(),
+        ) != 0
+        {
+            fail(stage::ROOT_OP);
+        }
+        for (i, op) in ops.iter().enumerate() {
+            let st = stage::ROOT_OP + 1 + i as u32;
+            match op {
+                RootOp::Mkdir(p, mode) => {
+                    if libc::mkdir(p.as_ptr(), *mode) != 0 && sys::errno() != libc::EEXIST {
+                        fail(st);
+                    }
+                }
+                RootOp::Symlink { target, link } => {
+                    if libc::symlink(target.as_ptr(), link.as_ptr()) != 0 {
+                        fail(st);
+                    }
+                }
+                RootOp::Bind {
+                    src,
+                    dst,
+                    file,
+                    writable,
+                    dev,
+                } => {
+                    if *file {
+                        let fd = libc::open(
+                            dst.as_ptr(),
+                            libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+                            0o644,
+                        );
+                        if fd < 0 && sys::errno() != libc::EEXIST {
+                            fail(st);
+                        }
+                        libc::close(fd);
+                    } else if libc::mkdir(dst.as_ptr(), 0o755) != 0 && sys::errno() != libc::EEXIST
+                    {
+                        fail(st);
+                    }
+                    if libc::mount(
+                        src.as_ptr(),
+                        dst.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    ) != 0
+                    {
+                        fail(st);
+                    }
+                    let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID;
+                    if !*writable {
+                        flags |= libc::MS_RDONLY;
+                    }
+                    if !*dev {
+                        flags |= libc::MS_NODEV;
+                    }
+                    if libc::mount(
+                        std::ptr::null(),
+                        dst.as_ptr(),
+                        std::ptr::null(),
+                        flags,
+                        std::ptr::null(),
+                    ) != 0
+                    {
+                        fail(st);
+                    }
+                }
+                RootOp::WriteFile(p, content) => {
+                    let fd = libc::open(
+                        p.as_ptr(),
+                        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+                        0o644,
+                    );
+                    if fd < 0 || !sys::write_all_raw(fd, content) {
+                        fail(st);
+                    }
+                    libc::close(fd);
+                }
+                RootOp::Tmpfs(p, opts) => {
+                    if libc::mount(
+                        c"judge-box".as_ptr(),
+                        p.as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        libc::MS_NOSUID | libc::MS_NODEV,
+                        opts.as_ptr().cast(),
+                    ) != 0
+                    {
+                        fail(st);
+                    }
+                }
+                RootOp::ReadOnly(p) => {
+                    let flags = libc::MS_BIND
+                        | libc::MS_REMOUNT
+                        | libc::MS_RDONLY
+                        | libc::MS_NOSUID
+                        | libc::MS_NODEV;
+                    if libc::mount(
+                        std::ptr::null(),
+                        p.as_ptr(),
+                        std::ptr::null(),
+                        flags,
+                        std::ptr::null(),
+                    ) != 0
+                    {
+                        fail(st);
+                    }
+                }
+            }
+        }
+        // pivot_root(".", ".") stacks the old root under the new one; detaching "."
+        // then removes the old root from the namespace entirely.
+        if libc::chdir(staging.as_ptr()) != 0
+            || libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0
+            || libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0
+            || libc::chdir(c"/".as_ptr()) != 0
+        {
+            fail(stage::ROOT_OP + ops.len() as u32 + 1);
+        }
+        libc::close(report);
+        let mut b = [0u8; 1];
+        libc::read(hold, b.as_mut_ptr().cast(), 1);
+        libc::_exit(0);
+    }
+}
+
+impl NativeSandbox {
+    /// Builds the backend: detects cgroups (unless given), creates the shared network
+    /// namespace, checks that one box can be made. Cheap enough to call once per
+    /// `judge test` and once per engine pool (about a millisecond plus one box).
+    ///
+    /// Errors: [`SandboxError::Unavailable`] when not root, when namespaces or cgroups
+    /// are unusable, or seccomp is asked for on a non-x86_64 host.
+    pub fn new(cfg: NativeConfig) -> Result<NativeSandbox, SandboxError> {
+        let cgroups = exec::host_setup(
+            &cfg.cgroups,
+            "the native sandbox needs root (namespaces, cgroups, mounts)",
+        )?;
+        let seccomp = if cfg.seccomp {
+            Some(seccomp::Program::build().ok_or_else(|| {
+                SandboxError::Unavailable("the seccomp filter exists for x86_64 only; disable seccomp in the native backend's config".into())
+            })?)
+        } else {
+            None
+        };
+        std::fs::create_dir_all(&cfg.staging).map_err(|source| SandboxError::Io {
+            op: "mkdir",
+            path: cfg.staging.clone(),
+            source,
+        })?;
+        let netns = shared_netns()?;
+        let slots = Slots::new(cfg.max_boxes);
+        let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+        let sb = NativeSandbox {
+            inner: Arc::new(Inner {
+                cfg,
+                cgroups,
+                netns,
+                seccomp,
+                idle: Mutex::new(HashMap::new()),
+                slots: Arc::new(slots),
+                ncpu,
+                counter: AtomicU64::new(0),
+            }),
+        };
+        Ok(sb)
+    }
+
+    /// The cgroup hierarchy in use.
+    pub fn cgroups(&self) -> &CgroupRoot {
+        &self.inner.cgroups
+    }
+
+    /// Number of idle warm boxes (all mount sets).
+    pub fn idle_boxes(&self) -> usize {
+        self.inner
+            .idle
+            .lock()
+            .map(|m| m.values().map(Vec::len).sum())
+            .unwrap_or(0)
+    }
+
+    /// Number of idle boxes whose work folder or `/tmp` is not empty (0 when every
+    /// wipe worked; used by the health checks of the tests and by `judge doctor`).
+    pub fn dirty_idle_boxes(&self) -> Result<usize, SandboxError> {
+        let idle = self
+            .inner
+            .idle
+            .lock()
+            .map_err(|_| internal("box pool poisoned"))?;
+        let mut dirty = 0;
+        for b in idle.values().flatten() {
+            let clean = boxfs::is_empty(b.work.as_raw_fd()).map_err(internal)?
+                && boxfs::is_empty(b.tmp.as_raw_fd()).map_err(internal)?;
+            if !clean {
+                dirty += 1;
+            }
+        }
+        Ok(dirty)
+    }
+
+    fn make_box(&self, mounts: &[Mount]) -> Result<WarmBox, SandboxError> {
+        let inner = &self.inner;
+        let slot = inner.slots.take()?;
+        let uid = inner.cfg.uid_base + slot;
+        let give_back = |e: SandboxError| {
+            inner.slots.give(slot);
+            e
+        };
+        let ops = root_plan(&inner.cfg.staging, uid, mounts).map_err(give_back)?;
+        let staging = cs(&inner.cfg.staging).map_err(give_back)?;
+        let (rep_r, rep_w) = sys::pipe().map_err(internal).map_err(give_back)?;
+        let (hold_r, hold_w) = sys::pipe().map_err(internal).map_err(give_back)?;
+        // SAFETY: the child runs box_child only (raw syscalls on prepared data).
+        let child = unsafe { sys::clone_fork(libc::CLONE_NEWNS as u64, None) }
+            .map_err(|e| give_back(internal(format!("clone a mount namespace: {e}"))))?;
+        let Some(child) = child else {
+            box_child(&staging, &ops, rep_w.as_raw_fd(), hold_r.as_raw_fd());
+        };
+        drop(rep_w);
+        drop(hold_r);
+        let report = sys::read_child_report(rep_r.as_raw_fd());
+        let opened = (|| -> Result<(OwnedFd, OwnedFd, OwnedFd), SandboxError> {
+            match report {
+                Ok(None) => {}
+                Ok(Some((st, err))) => {
+                    let what = if st > stage::ROOT_OP
+                        && ((st - stage::ROOT_OP - 1) as usize) < ops.len()
+                    {
+                        describe_op(&ops[(st - stage::ROOT_OP - 1) as usize])
+                    } else {
+                        "mount the box root / pivot_root".to_string()
+                    };
+                    return Err(internal(format!(
+                        "building a box root failed at {what}: {}",
+                        std::io::Error::from_raw_os_error(err)
+                    )));
+                }
+                Err(e) => return Err(internal(format!("read box report: {e}"))),
+            }
+            let open = |p: String, dir: bool| -> Result<OwnedFd, SandboxError> {
+                let mut o = std::fs::OpenOptions::new();
+                o.read(true);
+                if dir {
+                    std::os::unix::fs::OpenOptionsExt::custom_flags(
+                        &mut o,
+                        libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                    );
+                }
+                o.open(&p)
+                    .map(OwnedFd::from)
+                    .map_err(|source| SandboxError::Io {
+                        op: "open",
+                        path: p.into(),
+                        source,
+                    })
+            };
+            Ok((
+                open(format!("/proc/{}/ns/mnt", child.pid), false)?,
+                open(format!("/proc/{}/root/box", child.pid), true)?,
+                open(format!("/proc/{}/root/tmp", child.pid), true)?,
+            ))
+        })();
+        drop(hold_w);
+        let _ = sys::wait_pid(child.pid);
+        let (mnt_ns, work, tmp) = opened.map_err(give_back)?;
+        // The work folder belongs to the box user; /tmp is sticky and world-writable.
+        // SAFETY: fchown/fchmod on descriptors we own.
+        unsafe {
+            libc::fchown(work.as_raw_fd(), uid, uid);
+            libc::fchmod(work.as_raw_fd(), 0o755);
+        }
+        Ok(WarmBox {
+            slot,
+            uid,
+            mnt_ns,
+            work,
+            tmp,
+            slots: inner.slots.clone(),
+        })
+    }
+
+    fn take_box(&self, mounts: &[Mount]) -> Result<WarmBox, SandboxError> {
+        let warm = self
+            .inner
+            .idle
+            .lock()
+            .map_err(|_| internal("box pool poisoned"))?
+            .get_mut(mounts)
+            .and_then(Vec::pop);
+        match warm {
+            Some(b) => Ok(b),
+            None => self.make_box(mounts),
+        }
+    }
+
+    /// Wipes a used box and keeps it warm, or drops it (the kernel frees everything
+    /// with the namespace) when the wipe is too large or fails.
+    fn recycle(&self, b: WarmBox, mounts: &[Mount]) {
+        let mut budget = WIPE_BUDGET;
+        let clean = matches!(boxfs::wipe(b.work.as_raw_fd(), &mut budget), Ok(true))
+            && matches!(boxfs::wipe(b.tmp.as_raw_fd(), &mut budget), Ok(true));
+        if !clean {
+            return;
+        }
+        // The program may have changed the folders' modes (it owns /box).
+        // SAFETY: fchown/fchmod on descriptors we own.
+        unsafe {
+            libc::fchown(b.work.as_raw_fd(), b.uid, b.uid);
+            libc::fchmod(b.work.as_raw_fd(), 0o755);
+            libc::fchown(b.tmp.as_raw_fd(), 0, 0);
+            libc::fchmod(b.tmp.as_raw_fd(), 0o1777);
+        }
+        if let Ok(mut idle) = self.inner.idle.lock() {
+            let list = idle.entry(mounts.to_vec()).or_default();
+            if list.len() < self.inner.cfg.keep_warm {
+                list.push(b);
+            }
+        }
+    }
+
+    fn run_in_box(&self, spec: &RunSpec, b: &WarmBox) -> Result<RunOutcome, SandboxError> {
+        let inner = &self.inner;
+        let limits = &spec.limits;
+        // Input files; their bytes are added to the tmpfs size so that disk_bytes is
+        // what the program itself may write.
+        let mut input_bytes = 0u64;
+        for f in &spec.files {
+            boxfs::write_file(
+                b.work.as_raw_fd(),
+                &f.path,
+                &f.content,
+                f.executable,
+                b.uid,
+                b.uid,
+            )?;
+            input_bytes += (f.content.len() as u64).div_ceil(4096) * 4096 + 4096;
+        }
+        let inodes = (limits.disk_bytes / 4096).max(1024);
+        let box_opts = CString::new(format!(
+            "size={},nr_inodes={}",
+            limits.disk_bytes + input_bytes,
+            inodes + spec.files.len() as u64 * 2
+        ))
+        .expect("no NUL");
+        let tmp_opts = CString::new(format!(
+            "size={},nr_inodes={inodes}",
+            limits.disk_bytes.max(4096)
+        ))
+        .expect("no NUL");
+        let mut prepared = Prepared::new(spec, BOX_WORK_DIR, b.uid, b.uid, None)?;
+        prepared.seccomp = inner.seccomp.clone();
+        let stdio = Stdio::new(spec)?;
+        let n = inner.counter.fetch_add(1, Ordering::Relaxed);
+        let name = format!("run-{}-{n}", std::process::id());
+        let mut cg = inner.cgroups.create(
+            &name,
+            &CgroupLimits {
+                memory_bytes: limits.memory_bytes,
+                // The box's init is one task of the cgroup too.
+                pids: limits.pids.saturating_add(1),
+            },
+        )?;
+        let result = self.run_prepared(spec, b, &prepared, stdio, &cg, &box_opts, &tmp_opts);
+        // Whatever happened: nothing of the run survives, the cgroup goes away.
+        let killed = cg.kill_all();
+        let removed = cg.remove();
+        let mut outcome = result?;
+        killed?;
+        removed?;
+        for name in &spec.collect {
+            if let Ok(data) = boxfs::read_regular(b.work.as_raw_fd(), name, limits.file_size_bytes)?
+            {
+                outcome.files.insert(name.clone(), data);
+            }
+        }
+        Ok(outcome)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_prepared(
+        &self,
+        spec: &RunSpec,
+        b: &WarmBox,
+        prepared: &Prepared,
+        stdio: Stdio,
+        cg: &super::cgroup::RunCgroup,
+        box_opts: &CString,
+        tmp_opts: &CString,
+    ) -> Result<RunOutcome, SandboxError> {
+        let inner = &self.inner;
+        let (rep_r, rep_w) = sys::pipe().map_err(internal)?;
+        let (st_r, st_w) = sys::pipe().map_err(internal)?;
+        let join = cg.join_fds();
+        let child_fds = stdio.child_raw();
+        let netns = inner.netns.as_raw_fd();
+        let mntns = b.mnt_ns.as_raw_fd();
+        let flags = (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) as u64;
+        // SAFETY: the child runs box_init only (raw syscalls on prepared data).
+        let child = unsafe { sys::clone_fork(flags, cg.clone_into_fd()) }
+            .map_err(|e| internal(format!("clone the box init: {e}")))?;
+        let Some(child) = child else {
+            box_init(
+                &join,
+                netns,
+                mntns,
+                box_opts,
+                tmp_opts,
+                prepared,
+                child_fds,
+                rep_w.as_raw_fd(),
+                st_w.as_raw_fd(),
+            );
+        };
+        drop(rep_w);
+        drop(st_w);
+        let Stdio {
+            child: cfds,
+            captures,
+        } = stdio;
+        drop(cfds);
+        let kill = || sys::pidfd_kill(child.pidfd.as_raw_fd(), libc::SIGKILL);
+        // Blocks until the program exec'd (EOF) or a step failed (a report).
+        let report = sys::read_child_report(rep_r.as_raw_fd());
+        let start = Instant::now();
+        match report {
+            Ok(None) => {}
+            Ok(Some((st, err))) => {
+                kill();
+                let _ = sys::wait_pid(child.pid);
+                return Err(exec::child_error(&spec.argv[0], st, err));
+            }
+            Err(e) => {
+                kill();
+                let _ = sys::wait_pid(child.pid);
+                return Err(internal(format!("read box report: {e}")));
+            }
+        }
+        let watched = exec::watch(
+            child.pidfd.as_raw_fd(),
+            cg,
+            &spec.limits,
+            captures,
+            inner.ncpu,
+            start,
+            &kill,
+        );
+        let watched = match watched {
+            Ok(w) => w,
+            Err(e) => {
+                kill();
+                let _ = sys::wait_pid(child.pid);
+                return Err(e);
+            }
+        };
+        let _ = sys::wait_pid(child.pid)
+            .map_err(|e| internal(format!("wait for the box init: {e}")))?;
+        let mut st = [0u8; 4];
+        // SAFETY: reading at most 4 bytes into st; init wrote them before exiting (or
+        // died by our SIGKILL, and the read sees EOF).
+        let n = unsafe { libc::read(st_r.as_raw_fd(), st.as_mut_ptr().cast(), 4) };
+        let wait_status = (n == 4).then(|| i32::from_ne_bytes(st));
+        let peak = match cg.memory_peak()? {
+            Some(p) => p,
+            None => watched.sampled_peak,
+        };
+        Ok(exec::classify(
+            watched,
+            wait_status,
+            &spec.limits,
+            cg.oom_kills()?,
+            cg.memory_limit_hits()?,
+            peak,
+        ))
+    }
+}
+
+fn describe_op(op: &RootOp) -> String {
+    let s = |c: &CString| c.to_string_lossy().into_owned();
+    match op {
+        RootOp::Mkdir(p, _) => format!("mkdir {}", s(p)),
+        RootOp::Symlink { link, target } => format!("symlink {} -> {}", s(link), s(target)),
+        RootOp::Bind { src, dst, .. } => format!("bind {} at {}", s(src), s(dst)),
+        RootOp::WriteFile(p, _) => format!("write {}", s(p)),
+        RootOp::Tmpfs(p, _) => format!("tmpfs at {}", s(p)),
+        RootOp::ReadOnly(p) => format!("remount {} read-only", s(p)),
+    }
+}
+
+/// The box's init (pid 1 of the run's PID namespace). Raw syscalls only.
+#[allow(clippy::too_many_arguments)]
+fn box_init(
+    join: &[RawFd],
+    netns: RawFd,
+    mntns: RawFd,
+    box_opts: &CString,
+    tmp_opts: &CString,
+    prepared: &Prepared,
+    stdio: [RawFd; 3],
+    report: RawFd,
+    status: RawFd,
+) -> ! {
+    let fail = |st: u32| -> ! { sys::child_fail(report, st, sys::errno()) };
+    // Keep only what init and the program need (other threads' descriptors go).
+    let mut keep = [
+        report, status, netns, mntns, stdio[0], stdio[1], stdio[2], -1, -1, -1, -1, -1,
+    ];
+    for (slot, fd) in keep[7..].iter_mut().zip(join.iter()) {
+        *slot = *fd;
+    }
+    sys::close_all_except_many(3, &mut keep);
+    // SAFETY: raw syscalls on data prepared before the clone (whole function).
+    unsafe {
+        // If the judge dies, init dies, and with it the whole PID namespace.
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+            fail(stage::PDEATHSIG);
+        }
+        for &fd in join {
+            if !sys::write_all_raw(fd, b"0") {
+                fail(stage::JOIN_CGROUP);
+            }
+        }
+        if libc::setns(netns, libc::CLONE_NEWNET) != 0 {
+            fail(stage::SETNS_NET);
+        }
+        if libc::setns(mntns, libc::CLONE_NEWNS) != 0 {
+            fail(stage::SETNS_MNT);
+        }
+        if libc::sethostname(c"box".as_ptr(), 3) != 0 {
+            fail(stage::HOSTNAME);
+        }
+        let remount = libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV;
+        if libc::mount(
+            std::ptr::null(),
+            c"/box".as_ptr(),
+            std::ptr::null(),
+            remount,
+            box_opts.as_ptr().cast(),
+        ) != 0
+        {
+            fail(stage::REMOUNT_BOX);
+        }
+        if libc::mount(
+            std::ptr::null(),
+            c"/tmp".as_ptr(),
+            std::ptr::null(),
+            remount,
+            tmp_opts.as_ptr().cast(),
+        ) != 0
+        {
+            fail(stage::REMOUNT_TMP);
+        }
+        // The previous run's /proc (of a dead PID namespace) goes; a fresh one comes.
+        libc::umount2(c"/proc".as_ptr(), libc::MNT_DETACH);
+        let pflags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        if libc::mount(
+            c"proc".as_ptr(),
+            c"/proc".as_ptr(),
+            c"proc".as_ptr(),
+            pflags,
+            std::ptr::null(),
+        ) != 0
+        {
+            fail(stage::MOUNT_PROC);
+        }
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        let pid = libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        );
+        if pid < 0 {
+            fail(stage::FORK);
+        }
+        if pid == 0 {
+            exec::program_child(prepared, stdio, report);
+        }
+        let pid = pid as libc::pid_t;
+        // Init keeps only the status pipe: the program's descriptors must not be held
+        // open by it (an output pipe would never see EOF).
+        sys::close_all_from(0, status);
+        loop {
+            let mut st = 0;
+            let r = libc::wait4(-1, &mut st, libc::__WALL, std::ptr::null_mut());
+            if r == pid {
+                sys::write_all_raw(status, &st.to_ne_bytes());
+                libc::_exit(0);
+            }
+            if r < 0 && sys::errno() != libc::EINTR {
+                libc::_exit(1);
+            }
+        }
+    }
+}
+
+impl Sandbox for NativeSandbox {
+    fn run(&self, spec: &RunSpec) -> Result<RunOutcome, SandboxError> {
+        if spec.argv.is_empty() {
+            return Err(SandboxError::InvalidSpec("empty argv".into()));
+        }
+        for f in &spec.files {
+            boxfs::check_relative(&f.path)?;
+        }
+        for c in &spec.collect {
+            boxfs::check_relative(c)?;
+        }
+        for m in &spec.mounts {
+            check_mount(m)?;
+        }
+        let b = self.take_box(&spec.mounts)?;
+        let r = self.run_in_box(spec, &b);
+        match &r {
+            Ok(_) => self.recycle(b, &spec.mounts),
+            // A failed run's box may be in any state: drop it (the kernel frees it).
+            Err(_) => drop(b),
+        }
+        r
+    }
+
+    fn name(&self) -> &'static str {
+        "native"
+    }
+
+    fn prepare(&self) -> Result<Duration, SandboxError> {
+        let t = Instant::now();
+        let b = self.make_box(&[])?;
+        let took = t.elapsed();
+        if let Ok(mut idle) = self.inner.idle.lock() {
+            let list = idle.entry(Vec::new()).or_default();
+            if list.len() < self.inner.cfg.keep_warm {
+                list.push(b);
+            }
+        }
+        Ok(took)
+    }
+}

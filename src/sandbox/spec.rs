@@ -85,7 +85,7 @@ pub enum Output {
 }
 
 /// A bind mount from the host into the box.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Mount {
     /// Host path (a folder or a file).
     pub host: PathBuf,

@@ -1,0 +1,633 @@
+//! What both backends share: preparing a run before the clone (everything that
+//! allocates), the program child's last steps before `execve` (raw syscalls only),
+//! watching the run (CPU time, wall time, output caps) and turning what happened into
+//! a [`RunOutcome`].
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use super::cgroup::{CgroupOps, CgroupRoot, RunCgroup};
+use super::sys;
+use super::{Limits, Output, RunOutcome, RunSpec, SandboxError, Status, Stdin};
+
+/// Checks that the judge runs as root and returns the cgroup root to use: `given`, or
+/// the detected one. `why` says what the backend needs root for.
+pub(crate) fn host_setup(
+    given: &Option<CgroupRoot>,
+    why: &str,
+) -> Result<CgroupRoot, SandboxError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(SandboxError::Unavailable(format!(
+            "{why}; run judge as root"
+        )));
+    }
+    match given {
+        Some(c) => Ok(c.clone()),
+        None => CgroupRoot::detect(),
+    }
+}
+
+/// A pool of numbered slots (box numbers, hence uids) shared by the runs of a backend.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    free: std::sync::Mutex<std::collections::BTreeSet<u32>>,
+    max: u32,
+}
+
+impl Slots {
+    pub fn new(max: u32) -> Slots {
+        Slots {
+            free: std::sync::Mutex::new((0..max).collect()),
+            max,
+        }
+    }
+
+    /// Takes the lowest free slot. Errors: [`SandboxError::Unavailable`] when all are in use.
+    pub fn take(&self) -> Result<u32, SandboxError> {
+        let mut s = self
+            .free
+            .lock()
+            .map_err(|_| SandboxError::Internal("slot pool poisoned".into()))?;
+        let first = *s.iter().next().ok_or_else(|| {
+            SandboxError::Unavailable(format!("all {} boxes are in use", self.max))
+        })?;
+        s.remove(&first);
+        Ok(first)
+    }
+
+    /// Returns a slot.
+    pub fn give(&self, slot: u32) {
+        if let Ok(mut s) = self.free.lock() {
+            s.insert(slot);
+        }
+    }
+}
+
+/// Child-side failure stages reported through the error pipe (see [`stage_name`]).
+pub(crate) mod stage {
+    pub const JOIN_CGROUP: u32 = 1;
+    pub const SETNS_NET: u32 = 2;
+    pub const SETNS_MNT: u32 = 3;
+    pub const HOSTNAME: u32 = 4;
+    pub const REMOUNT_BOX: u32 = 5;
+    pub const REMOUNT_TMP: u32 = 6;
+    pub const MOUNT_PROC: u32 = 7;
+    pub const FORK: u32 = 8;
+    pub const STDIO: u32 = 9;
+    pub const CHDIR: u32 = 10;
+    pub const RLIMIT: u32 = 11;
+    pub const PRIVILEGES: u32 = 12;
+    pub const SECCOMP: u32 = 13;
+    pub const EXEC: u32 = 14;
+    pub const PDEATHSIG: u32 = 15;
+    /// Box construction steps are reported as `ROOT_OP + index of the operation`.
+    pub const ROOT_OP: u32 = 1000;
+}
+
+/// Human name of a child-side failure stage.
+pub(crate) fn stage_name(s: u32) -> &'static str {
+    match s {
+        stage::JOIN_CGROUP => "join cgroup",
+        stage::SETNS_NET => "join network namespace",
+        stage::SETNS_MNT => "join mount namespace",
+        stage::HOSTNAME => "set hostname",
+        stage::REMOUNT_BOX => "remount /box",
+        stage::REMOUNT_TMP => "remount /tmp",
+        stage::MOUNT_PROC => "mount /proc",
+        stage::FORK => "fork program",
+        stage::STDIO => "set up standard descriptors",
+        stage::CHDIR => "change to the work folder",
+        stage::RLIMIT => "set resource limits",
+        stage::PRIVILEGES => "drop privileges",
+        stage::SECCOMP => "load seccomp filter",
+        stage::EXEC => "execute the program",
+        stage::PDEATHSIG => "set parent-death signal",
+        _ => "build the box root",
+    }
+}
+
+/// Turns a child-side report into the error returned to the caller.
+pub(crate) fn child_error(argv0: &str, stage: u32, err: i32) -> SandboxError {
+    let e = std::io::Error::from_raw_os_error(err);
+    if stage == stage::EXEC {
+        SandboxError::InvalidSpec(format!("cannot execute {argv0:?} in the box: {e}"))
+    } else {
+        SandboxError::Internal(format!("{}: {e}", stage_name(stage)))
+    }
+}
+
+/// Everything the program child needs, built before the clone.
+pub(crate) struct Prepared {
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    _envp: Vec<CString>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    candidates: Vec<CString>,
+    rlimits: Vec<(u32, libc::rlimit)>,
+    workdir: CString,
+    uid: u32,
+    gid: u32,
+    /// A seccomp program to load last (`None`: no filter).
+    pub seccomp: Option<super::seccomp::Program>,
+}
+
+fn cstring(what: &str, s: &str) -> Result<CString, SandboxError> {
+    CString::new(s).map_err(|_| SandboxError::InvalidSpec(format!("{what} {s:?} contains NUL")))
+}
+
+impl Prepared {
+    /// Builds argv, envp, the exec candidates (argv[0] resolved along the spec's
+    /// `PATH`, default `/usr/local/bin:/usr/bin:/bin`) and the rlimits.
+    ///
+    /// `rewrite` maps a box path prefix to a host one (the process backend's work
+    /// folder); the native backend passes `None`.
+    pub fn new(
+        spec: &RunSpec,
+        workdir: &str,
+        uid: u32,
+        gid: u32,
+        rewrite: Option<(&str, &str)>,
+    ) -> Result<Prepared, SandboxError> {
+        let fix = |s: &str| -> String {
+            match rewrite {
+                Some((from, to)) if s == from || s.starts_with(&format!("{from}/")) => {
+                    format!("{to}{}", &s[from.len()..])
+                }
+                _ => s.to_string(),
+            }
+        };
+        let argv0 = spec
+            .argv
+            .first()
+            .ok_or_else(|| SandboxError::InvalidSpec("empty argv".into()))?;
+        let argv: Vec<CString> = spec
+            .argv
+            .iter()
+            .map(|a| cstring("argument", &fix(a)))
+            .collect::<Result<_, _>>()?;
+        let envp: Vec<CString> = spec
+            .env
+            .iter()
+            .map(|(k, v)| {
+                if k.is_empty() || k.contains('=') {
+                    return Err(SandboxError::InvalidSpec(format!(
+                        "bad environment name {k:?}"
+                    )));
+                }
+                cstring("environment entry", &format!("{k}={}", fix(v)))
+            })
+            .collect::<Result<_, _>>()?;
+        let path = spec
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("/usr/local/bin:/usr/bin:/bin");
+        let candidates = if argv0.contains('/') {
+            vec![cstring("program", &fix(argv0))?]
+        } else {
+            path.split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| cstring("program", &format!("{}/{argv0}", fix(d))))
+                .collect::<Result<_, _>>()?
+        };
+        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
+        envp_ptrs.push(std::ptr::null());
+        Ok(Prepared {
+            _argv: argv,
+            argv_ptrs,
+            _envp: envp,
+            envp_ptrs,
+            candidates,
+            rlimits: rlimits(&spec.limits),
+            workdir: cstring("work folder", workdir)?,
+            uid,
+            gid,
+            seccomp: None,
+        })
+    }
+}
+
+/// The rlimits of a run. RLIMIT_CPU is only a backstop (whole seconds, one more than
+/// the limit rounded up): CPU time is enforced by watching the cgroup. The stack is
+/// limited only by the memory limit; no address-space limit (the JVM and Go reserve
+/// far more address space than they use).
+pub(crate) fn rlimits(l: &Limits) -> Vec<(u32, libc::rlimit)> {
+    let r = |v: u64| libc::rlimit {
+        rlim_cur: v,
+        rlim_max: v,
+    };
+    let cpu_s = l.cpu_ms.div_ceil(1000) + 1;
+    vec![
+        (
+            libc::RLIMIT_CPU,
+            libc::rlimit {
+                rlim_cur: cpu_s,
+                rlim_max: cpu_s + 1,
+            },
+        ),
+        (libc::RLIMIT_FSIZE, r(l.file_size_bytes)),
+        (libc::RLIMIT_NOFILE, r(u64::from(l.open_files))),
+        (libc::RLIMIT_STACK, r(l.memory_bytes)),
+        (libc::RLIMIT_CORE, r(0)),
+        (libc::RLIMIT_MEMLOCK, r(64 << 10)),
+    ]
+}
+
+/// Program child: the last steps before `execve`. Never returns; on failure it reports
+/// `(stage, errno)` on `report` and exits 127. Only raw syscalls (see [`sys`]).
+pub(crate) fn program_child(p: &Prepared, stdio: [RawFd; 3], report: RawFd) -> ! {
+    // Dispositions set to "ignore" survive exec (Rust's runtime ignores SIGPIPE), and
+    // the cloning thread's signal mask is inherited: reset both.
+    // SAFETY: sigset and sigaction structs live on this stack; raw libc calls only.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+    }
+    if let Err(e) = sys::child_setup_stdio(stdio, report) {
+        sys::child_fail(report, stage::STDIO, e);
+    }
+    // SAFETY: workdir is a valid C string.
+    if unsafe { libc::chdir(p.workdir.as_ptr()) } != 0 {
+        sys::child_fail(report, stage::CHDIR, sys::errno());
+    }
+    for (res, lim) in &p.rlimits {
+        // SAFETY: lim is a valid rlimit; setrlimit is a plain syscall wrapper.
+        if unsafe { libc::setrlimit(*res, lim) } != 0 {
+            sys::child_fail(report, stage::RLIMIT, sys::errno());
+        }
+    }
+    if let Err(e) = sys::child_drop_privileges(p.uid, p.gid) {
+        sys::child_fail(report, stage::PRIVILEGES, e);
+    }
+    if let Some(prog) = &p.seccomp {
+        if let Err(e) = prog.load() {
+            sys::child_fail(report, stage::SECCOMP, e);
+        }
+    }
+    let cands: [&CStr; 16] = {
+        let mut a: [&CStr; 16] = [c""; 16];
+        for (slot, c) in a.iter_mut().zip(p.candidates.iter()) {
+            *slot = c.as_c_str();
+        }
+        a
+    };
+    let n = p.candidates.len().min(16);
+    let err = sys::child_exec(&cands[..n], &p.argv_ptrs, &p.envp_ptrs);
+    sys::child_fail(report, stage::EXEC, err)
+}
+
+/// A pipe the host reads a captured stream from.
+pub(crate) struct Capture {
+    read: OwnedFd,
+    limit: u64,
+    kill_on_overflow: bool,
+    buf: Vec<u8>,
+    truncated: bool,
+    eof: bool,
+}
+
+impl Capture {
+    /// Reads what is available; returns true when the cap was exceeded and the run
+    /// must end with an output limit.
+    fn drain(&mut self) -> bool {
+        let mut chunk = [0u8; 65536];
+        loop {
+            // SAFETY: chunk is a valid buffer; the fd is non-blocking.
+            let n = unsafe {
+                libc::read(
+                    self.read.as_raw_fd(),
+                    chunk.as_mut_ptr().cast(),
+                    chunk.len(),
+                )
+            };
+            if n == 0 {
+                self.eof = true;
+                return false;
+            }
+            if n < 0 {
+                let e = sys::errno();
+                if e == libc::EINTR {
+                    continue;
+                }
+                if e != libc::EAGAIN {
+                    self.eof = true;
+                }
+                return false;
+            }
+            let data = &chunk[..n as usize];
+            let room = (self.limit as usize).saturating_sub(self.buf.len());
+            if data.len() > room {
+                self.buf.extend_from_slice(&data[..room]);
+                self.truncated = true;
+                if self.kill_on_overflow {
+                    return true;
+                }
+            } else {
+                self.buf.extend_from_slice(data);
+            }
+        }
+    }
+}
+
+/// The child's three standard descriptors, plus the host ends that capture output.
+pub(crate) struct Stdio {
+    /// Descriptors the child dup2's into 0, 1, 2 (the host closes its copies after the clone).
+    pub child: [OwnedFd; 3],
+    /// Host read ends for stdout and stderr captures.
+    pub captures: [Option<Capture>; 2],
+}
+
+fn dup_fd(fd: RawFd) -> Result<OwnedFd, SandboxError> {
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor the caller keeps open.
+    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if d < 0 {
+        return Err(SandboxError::Internal(format!(
+            "dup descriptor {fd}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: fresh descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(d) })
+}
+
+fn open_host(path: &std::path::Path, write: bool) -> Result<OwnedFd, SandboxError> {
+    std::fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .open(path)
+        .map(OwnedFd::from)
+        .map_err(|source| SandboxError::Io {
+            op: "open",
+            path: path.into(),
+            source,
+        })
+}
+
+fn io_internal(what: &str) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
+    move |e| SandboxError::Internal(format!("{what}: {e}"))
+}
+
+impl Stdio {
+    /// Opens or creates the descriptors `spec` asks for. Stdin bytes go into a sealed
+    /// memfd (seekable like a file, never blocks the judge).
+    pub fn new(spec: &RunSpec) -> Result<Stdio, SandboxError> {
+        let stdin = match &spec.stdin {
+            Stdin::Null => open_host("/dev/null".as_ref(), false)?,
+            Stdin::HostFile(p) => open_host(p, false)?,
+            Stdin::Fd(fd) => dup_fd(fd.as_raw_fd())?,
+            Stdin::Bytes(b) => {
+                // SAFETY: memfd_create with a static name.
+                let fd = unsafe {
+                    libc::memfd_create(
+                        c"stdin".as_ptr(),
+                        libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+                    )
+                };
+                if fd < 0 {
+                    return Err(io_internal("memfd_create")(std::io::Error::last_os_error()));
+                }
+                // SAFETY: fresh descriptor.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                let mut f = std::fs::File::from(fd);
+                std::io::Write::write_all(&mut f, b).map_err(io_internal("write stdin"))?;
+                std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0))
+                    .map_err(io_internal("seek stdin"))?;
+                // SAFETY: fcntl seal on our memfd.
+                unsafe {
+                    libc::fcntl(
+                        f.as_raw_fd(),
+                        libc::F_ADD_SEALS,
+                        libc::F_SEAL_WRITE
+                            | libc::F_SEAL_GROW
+                            | libc::F_SEAL_SHRINK
+                            | libc::F_SEAL_SEAL,
+                    )
+                };
+                OwnedFd::from(f)
+            }
+        };
+        let mut captures: [Option<Capture>; 2] = [None, None];
+        let mut outs = Vec::with_capacity(2);
+        for (i, o) in [&spec.stdout, &spec.stderr].into_iter().enumerate() {
+            outs.push(match o {
+                Output::Null => open_host("/dev/null".as_ref(), true)?,
+                Output::Fd(fd) => dup_fd(fd.as_raw_fd())?,
+                Output::Capture {
+                    limit,
+                    kill_on_overflow,
+                } => {
+                    let (r, w) = sys::pipe().map_err(io_internal("pipe"))?;
+                    sys::set_nonblocking(r.as_raw_fd()).map_err(io_internal("pipe"))?;
+                    // A larger pipe means fewer wake-ups for big outputs; best effort.
+                    // SAFETY: fcntl on our pipe.
+                    unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+                    captures[i] = Some(Capture {
+                        read: r,
+                        limit: *limit,
+                        kill_on_overflow: *kill_on_overflow,
+                        buf: Vec::new(),
+                        truncated: false,
+                        eof: false,
+                    });
+                    w
+                }
+            });
+        }
+        let err = outs.pop().expect("two outputs");
+        let out = outs.pop().expect("two outputs");
+        Ok(Stdio {
+            child: [stdin, out, err],
+            captures,
+        })
+    }
+
+    /// Raw numbers of the child's descriptors.
+    pub fn child_raw(&self) -> [RawFd; 3] {
+        [
+            self.child[0].as_raw_fd(),
+            self.child[1].as_raw_fd(),
+            self.child[2].as_raw_fd(),
+        ]
+    }
+}
+
+/// Why the host ended a run early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kill {
+    Cpu,
+    Wall,
+    Output,
+}
+
+/// What watching a run found.
+pub(crate) struct Watched {
+    pub kill: Option<Kill>,
+    pub cpu_ns: u64,
+    pub wall: Duration,
+    /// Highest memory.current seen (fallback where the kernel keeps no peak).
+    pub sampled_peak: u64,
+    pub captures: [Option<Capture>; 2],
+}
+
+/// Watches the run until `pidfd` (the box's init, or the program itself) exits or a
+/// limit is hit, then kills it through `kill` (called once). CPU time is read from the
+/// cgroup; the next check comes when the remaining CPU time could be used up by all
+/// `ncpu` CPUs at once, but at least every millisecond near the limit and at most
+/// every 50 ms, so a TLE is detected within about `ncpu` ms of the limit.
+pub(crate) fn watch(
+    pidfd: RawFd,
+    cg: &RunCgroup,
+    limits: &Limits,
+    mut captures: [Option<Capture>; 2],
+    ncpu: u64,
+    start: Instant,
+    kill: &dyn Fn(),
+) -> Result<Watched, SandboxError> {
+    let cpu_limit_ns = limits.cpu_ms.saturating_mul(1_000_000);
+    let wall_limit = Duration::from_millis(limits.wall_ms);
+    let mut killed = None;
+    let mut sampled_peak = 0u64;
+    let mut cpu_ns;
+    loop {
+        cpu_ns = cg.cpu_usage_ns()?;
+        if let Ok(m) = cg.memory_current() {
+            sampled_peak = sampled_peak.max(m);
+        }
+        let wall = start.elapsed();
+        if killed.is_none() {
+            if cpu_ns > cpu_limit_ns {
+                killed = Some(Kill::Cpu);
+                kill();
+            } else if wall > wall_limit {
+                killed = Some(Kill::Wall);
+                kill();
+            }
+        }
+        let timeout = if killed.is_some() {
+            Duration::from_millis(50)
+        } else {
+            let cpu_left = Duration::from_nanos((cpu_limit_ns - cpu_ns) / ncpu.max(1));
+            let wall_left = wall_limit.saturating_sub(wall);
+            cpu_left
+                .min(wall_left)
+                .clamp(Duration::from_millis(1), Duration::from_millis(50))
+        };
+        let mut fds = [libc::pollfd {
+            fd: pidfd,
+            events: libc::POLLIN,
+            revents: 0,
+        }; 3];
+        let mut n = 1;
+        let mut which = [usize::MAX; 3];
+        for (i, c) in captures.iter().enumerate() {
+            if let Some(c) = c {
+                if !c.eof {
+                    fds[n] = libc::pollfd {
+                        fd: c.read.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    which[n] = i;
+                    n += 1;
+                }
+            }
+        }
+        let ms = timeout.as_millis().max(1) as i32;
+        // SAFETY: fds[..n] are initialised pollfd entries.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, ms) };
+        if r < 0 && sys::errno() != libc::EINTR {
+            return Err(io_internal("poll")(std::io::Error::last_os_error()));
+        }
+        for k in 1..n {
+            if fds[k].revents != 0 {
+                if let Some(c) = captures[which[k]].as_mut() {
+                    if c.drain() && killed.is_none() {
+                        killed = Some(Kill::Output);
+                        kill();
+                    }
+                }
+            }
+        }
+        if fds[0].revents != 0 {
+            break;
+        }
+    }
+    let wall = start.elapsed();
+    // The run's tasks are gone (or dying): take what is left in the pipes. A writer
+    // outside the run (an interactor holding a dup) cannot exist for capture pipes.
+    for c in captures.iter_mut().flatten() {
+        if !c.eof && c.drain() && killed.is_none() {
+            killed = Some(Kill::Output);
+        }
+    }
+    Ok(Watched {
+        kill: killed,
+        cpu_ns: cg.cpu_usage_ns().unwrap_or(cpu_ns).max(cpu_ns),
+        wall,
+        sampled_peak,
+        captures,
+    })
+}
+
+/// Turns what happened into an outcome. Order of precedence: a limit the host
+/// enforced (CPU, wall, output), then CPU time over the limit at exit, then an OOM kill
+/// in the cgroup (or an abnormal end after memory hit the limit), then SIGXFSZ (file
+/// size limit), then the program's own exit or signal.
+pub(crate) fn classify(
+    w: Watched,
+    wait_status: Option<i32>,
+    limits: &Limits,
+    oom_kills: u64,
+    limit_hits: u64,
+    peak_bytes: u64,
+) -> RunOutcome {
+    let mut o = RunOutcome {
+        time_ms: w.cpu_ns / 1_000_000,
+        wall_ms: w.wall.as_millis() as u64,
+        memory_kib: peak_bytes.div_ceil(1024),
+        ..Default::default()
+    };
+    let mut caps = w.captures;
+    if let Some(c) = caps[0].take() {
+        o.stdout = c.buf;
+        o.stdout_truncated = c.truncated;
+    }
+    if let Some(c) = caps[1].take() {
+        o.stderr = c.buf;
+        o.stderr_truncated = c.truncated;
+    }
+    if let Some(st) = wait_status {
+        if libc::WIFEXITED(st) {
+            o.exit_code = Some(libc::WEXITSTATUS(st));
+        } else if libc::WIFSIGNALED(st) {
+            o.signal = Some(libc::WTERMSIG(st));
+        }
+    }
+    let abnormal = o.signal.is_some() || o.exit_code.is_some_and(|c| c != 0);
+    o.status = match w.kill {
+        Some(Kill::Cpu) => Status::TimeLimit,
+        Some(Kill::Wall) => Status::WallLimit,
+        Some(Kill::Output) => Status::OutputLimit,
+        None if w.cpu_ns > limits.cpu_ms * 1_000_000 => Status::TimeLimit,
+        None if oom_kills > 0 => Status::MemoryLimit,
+        None if abnormal && limit_hits > 0 => Status::MemoryLimit,
+        None if o.signal == Some(libc::SIGXFSZ) => Status::OutputLimit,
+        None if o.signal.is_some() => Status::Signaled,
+        None if wait_status.is_none() => Status::Signaled,
+        None if o.exit_code == Some(0) => Status::Ok,
+        None => Status::NonzeroExit,
+    };
+    o
+}

@@ -1,0 +1,334 @@
+//! Raw syscall helpers used between `clone` and `execve`.
+//!
+//! # Why raw syscalls after clone
+//!
+//! The judge is multi-threaded (tokio, pools of slots). After a `fork`/`clone` of a
+//! multi-threaded process only the calling thread exists in the child, while locks
+//! held by the other threads (the allocator's, stdio's, glibc's internal ones) stay
+//! locked forever. So the child code in this module and in the backends uses only
+//! async-signal-safe raw syscalls on memory prepared before the clone, exactly as
+//! `std::process::Command` does. We chose this over re-exec'ing a helper binary
+//! because a re-exec of the (large) judge binary costs about a millisecond per run,
+//! which alone would exceed the 1.5× bare fork+exec budget, and because the library
+//! is also linked into test binaries where `/proc/self/exe` is not `judge`.
+//!
+//! glibc's `setresuid`/`setgroups` wrappers broadcast to every thread the parent had
+//! (`__nptl_setxid`); in the child those threads do not exist, so the wrappers here
+//! call the syscalls directly. Nothing here allocates or panics.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// `errno` of the last failed libc call.
+pub(crate) fn errno() -> i32 {
+    // SAFETY: __errno_location returns a valid pointer to this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Writes all of `buf` to `fd`, retrying on EINTR; async-signal-safe.
+pub(crate) fn write_all_raw(fd: RawFd, mut buf: &[u8]) -> bool {
+    while !buf.is_empty() {
+        // SAFETY: buf is a valid slice for its length.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            return false;
+        }
+        let n = n as usize;
+        buf = buf.get(n..).unwrap_or(&[]);
+    }
+    true
+}
+
+/// Reports a child-side failure `(stage, errno)` on `fd` and exits with 127; async-signal-safe.
+pub(crate) fn child_fail(fd: RawFd, stage: u32, err: i32) -> ! {
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&stage.to_ne_bytes());
+    msg[4..].copy_from_slice(&err.to_ne_bytes());
+    write_all_raw(fd, &msg);
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(127) }
+}
+
+/// Reads the child's `(stage, errno)` report from the error pipe: `None` when the pipe
+/// reached EOF without data (the child exec'd or finished its work successfully).
+pub(crate) fn read_child_report(fd: RawFd) -> io::Result<Option<(u32, i32)>> {
+    let mut buf = [0u8; 8];
+    let mut got = 0usize;
+    while got < buf.len() {
+        // SAFETY: the destination range is inside buf.
+        let n = unsafe { libc::read(fd, buf[got..].as_mut_ptr().cast(), buf.len() - got) };
+        if n < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 {
+            break;
+        }
+        got += n as usize;
+    }
+    if got < buf.len() {
+        return Ok(None);
+    }
+    let stage = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    let err = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    Ok(Some((stage, err)))
+}
+
+/// A pipe `(read, write)`, both ends close-on-exec.
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: fds is a valid array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 returned two fresh descriptors that we now own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Sets O_NONBLOCK on `fd`.
+pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `struct clone_args` of clone3(2) (kernel ≥ 5.3; `cgroup` needs ≥ 5.7).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// `CLONE_INTO_CGROUP` (linux/sched.h).
+pub(crate) const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Result of [`clone_fork`] in the parent.
+pub(crate) struct Child {
+    /// Host pid of the child.
+    pub pid: libc::pid_t,
+    /// A pidfd for the child (poll-able; readable when it exits).
+    pub pidfd: OwnedFd,
+}
+
+/// fork-like clone: the child continues on a copy of the caller's stack and returns
+/// `Ok(None)`; the parent gets `Ok(Some(Child))`. `flags` are CLONE_NEW* flags;
+/// `cgroup_fd` (v2 only) places the child into that cgroup atomically.
+///
+/// # Safety
+/// In the child only async-signal-safe code may run until `execve`/`_exit` (see the
+/// module docs); the caller must guarantee that.
+pub(crate) unsafe fn clone_fork(flags: u64, cgroup_fd: Option<RawFd>) -> io::Result<Option<Child>> {
+    let mut pidfd: RawFd = -1;
+    let mut args = CloneArgs {
+        flags: flags | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if let Some(fd) = cgroup_fd {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
+    // SAFETY: args is a valid clone_args of the size passed; no stack is given, so the
+    // child runs on a copy-on-write copy of this stack, like fork(2).
+    let mut ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if ret < 0 && errno() == libc::ENOSYS && cgroup_fd.is_none() {
+        // Kernels 5.2: clone(2) with CLONE_PIDFD returns the pidfd through parent_tid.
+        // SAFETY: fork-like clone (stack 0); &mut pidfd stays valid in the parent.
+        ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (flags | libc::CLONE_PIDFD as u64 | libc::SIGCHLD as u64) as libc::c_ulong,
+                0usize,
+                &mut pidfd as *mut RawFd,
+                0usize,
+                0usize,
+            )
+        };
+    }
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if ret == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the kernel stored a fresh pidfd that we now own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok(Some(Child {
+        pid: ret as libc::pid_t,
+        pidfd,
+    }))
+}
+
+/// Waits for `pid` (a direct child) and returns its raw wait status, retrying on EINTR.
+pub(crate) fn wait_pid(pid: libc::pid_t) -> io::Result<i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a valid int.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+        if r == pid {
+            return Ok(status);
+        }
+        if r < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        return Err(io::Error::last_os_error());
+    }
+}
+
+/// Sends `sig` through a pidfd (no pid-reuse race).
+pub(crate) fn pidfd_kill(pidfd: RawFd, sig: i32) {
+    // SAFETY: pidfd_send_signal with a null siginfo; failure (already dead) is fine.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd,
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        );
+    }
+}
+
+/// Child side: makes `fds[i]` the descriptor `i` (0, 1, 2), then closes every other
+/// descriptor except `keep` (which must be close-on-exec). Async-signal-safe.
+///
+/// Returns the errno of the first failure.
+pub(crate) fn child_setup_stdio(fds: [RawFd; 3], keep: RawFd) -> Result<(), i32> {
+    // First move every source above 2 so that dup2 into 0..2 cannot clobber another source.
+    let mut high = [0 as RawFd; 3];
+    for i in 0..3 {
+        // SAFETY: F_DUPFD on a descriptor inherited from the parent.
+        let fd = unsafe { libc::fcntl(fds[i], libc::F_DUPFD, 3) };
+        if fd < 0 {
+            return Err(errno());
+        }
+        high[i] = fd;
+    }
+    for (i, &fd) in high.iter().enumerate() {
+        // SAFETY: dup2 onto 0..2; clears close-on-exec on the target.
+        if unsafe { libc::dup2(fd, i as RawFd) } < 0 {
+            return Err(errno());
+        }
+    }
+    close_all_from(3, keep);
+    Ok(())
+}
+
+/// Closes every descriptor `>= from` except `keep`. Async-signal-safe.
+pub(crate) fn close_all_from(from: RawFd, keep: RawFd) {
+    close_all_except(from, &[keep]);
+}
+
+/// Closes every descriptor `>= from` except those in `keep` (at most 4, any order).
+/// Async-signal-safe: no allocation.
+pub(crate) fn close_all_except(from: RawFd, keep: &[RawFd]) {
+    let mut k = [-1 as RawFd; 4];
+    let n = keep.len().min(4);
+    k[..n].copy_from_slice(&keep[..n]);
+    close_all_except_many(from, &mut k);
+}
+
+/// Like [`close_all_except`] for a longer keep list (sorted in place; `-1` entries ignored).
+pub(crate) fn close_all_except_many(from: RawFd, keep: &mut [RawFd]) {
+    keep.sort_unstable();
+    let mut lo = from.max(0) as u32;
+    for &fd in keep.iter() {
+        if fd < 0 || (fd as u32) < lo {
+            continue;
+        }
+        if (fd as u32) > lo {
+            close_range(lo, fd as u32 - 1);
+        }
+        lo = fd as u32 + 1;
+    }
+    close_range(lo, u32::MAX);
+}
+
+fn close_range(lo: u32, hi: u32) {
+    // SAFETY: close_range only closes descriptors of this (child) process.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0u32) };
+    if r != 0 {
+        // Kernels before 5.9: close one by one up to the descriptor limit.
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: lim is a valid rlimit.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+        let top = (lim.rlim_cur.min(1 << 20) as u32).min(hi.saturating_add(1));
+        for fd in lo..top {
+            // SAFETY: closing descriptors of this process.
+            unsafe { libc::close(fd as RawFd) };
+        }
+    }
+}
+
+/// Child side: drops to `uid`/`gid` with no supplementary groups (raw syscalls, see module docs).
+pub(crate) fn child_drop_privileges(uid: u32, gid: u32) -> Result<(), i32> {
+    // SAFETY: raw syscalls with integer arguments (setgroups with size 0 and null list).
+    unsafe {
+        if libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) != 0 {
+            return Err(errno());
+        }
+        if libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0 {
+            return Err(errno());
+        }
+        if libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0 {
+            return Err(errno());
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(errno());
+        }
+    }
+    Ok(())
+}
+
+/// Tries `execve` on each candidate path in turn; returns the most telling errno
+/// (anything other than ENOENT wins) when none works. Async-signal-safe.
+pub(crate) fn child_exec(
+    candidates: &[&CStr],
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> i32 {
+    let mut err = libc::ENOENT;
+    for path in candidates {
+        // SAFETY: argv and envp are null-terminated arrays of pointers to C strings
+        // prepared before the clone and still mapped in this copy of the address space.
+        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        let e = errno();
+        if e != libc::ENOENT {
+            err = e;
+        }
+    }
+    err
+}
