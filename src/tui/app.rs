@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::engine::model::{Alert, AlertState, ScalingEvent, Stats};
+use crate::engine::model::{Alert, AlertState, ScalingEvent, Severity, Stats, SubmissionSummary};
 
 /// Queue-depth samples kept per pool: 10 minutes at the default 1 s interval. The
 /// sparkline shows the newest samples that fit its width.
@@ -267,6 +267,8 @@ pub struct App {
     pub pending: Option<FetchResult>,
     /// Whether the help overlay is shown.
     pub show_help: bool,
+    /// Whether the alerts, scaling events and submissions are narrowed to the selected pool.
+    pub pool_filter: bool,
 }
 
 impl App {
@@ -290,6 +292,7 @@ impl App {
             paused: false,
             pending: None,
             show_help: false,
+            pool_filter: false,
         }
     }
 
@@ -360,8 +363,9 @@ impl App {
     /// Handles one key press; returns what the event loop must do.
     ///
     /// q, Esc (outside the help) and Ctrl-C quit; Tab / Shift-Tab move the focus between
-    /// panels; ←/→ select a pool; ↑/↓ select a pool or scroll the focused list; p pauses
-    /// and resumes; r polls now; ? toggles the help (Esc also closes it).
+    /// panels; ←/→ select a pool; ↑/↓ select a pool or scroll the focused list; f narrows
+    /// the lists to the selected pool and back; p pauses and resumes; r polls now; ?
+    /// toggles the help (Esc also closes it).
     pub fn handle_key(&mut self, key: KeyEvent) -> Action {
         if key.kind == KeyEventKind::Release {
             return Action::None;
@@ -384,6 +388,10 @@ impl App {
             KeyCode::Char('?') | KeyCode::Char('h') => self.show_help = true,
             KeyCode::Char('p') | KeyCode::Char('P') | KeyCode::Char(' ') => self.toggle_pause(),
             KeyCode::Char('r') | KeyCode::Char('R') => return Action::RefreshNow,
+            KeyCode::Char('f') | KeyCode::Char('F') => {
+                self.pool_filter = !self.pool_filter;
+                self.scroll = [0; 4];
+            }
             KeyCode::Tab => self.focus = self.focus.next(),
             KeyCode::BackTab => self.focus = self.focus.prev(),
             KeyCode::Left => self.select_pool(-1),
@@ -418,6 +426,10 @@ impl App {
         }
         let cur = self.selected_pool.min(n - 1) as isize;
         self.selected_pool = (cur + delta).rem_euclid(n as isize) as usize;
+        if self.pool_filter {
+            // The lists now hold another pool's lines.
+            self.scroll = [0; 4];
+        }
     }
 
     fn move_in_focus(&mut self, delta: isize) {
@@ -447,18 +459,32 @@ impl App {
         match panel {
             Panel::Pools => self.pool_count(),
             Panel::Alerts => self.active_alerts().len(),
-            Panel::Scaling => self.scaling_events.len(),
-            Panel::Submissions => self.stats.as_ref().map_or(0, |s| s.recent.len()),
+            Panel::Scaling => self.scaling_events_newest_first().len(),
+            Panel::Submissions => self.recent_submissions().len(),
         }
     }
 
+    /// The pool the lists are narrowed to (the `f` key), if any: the selected pool.
+    pub fn filter_pool(&self) -> Option<&str> {
+        if !self.pool_filter {
+            return None;
+        }
+        let pools = &self.stats.as_ref()?.pools;
+        pools
+            .get(self.selected_pool.min(pools.len().checked_sub(1)?))
+            .map(|p| p.name.as_str())
+    }
+
     /// Alerts that are pending or firing (resolved ones are history), most urgent first:
-    /// critical before warning, firing before pending, then oldest first (by id).
+    /// critical before warning, firing before pending, then oldest first (by id). With the
+    /// pool filter on, only that pool's alerts and those about no pool in particular.
     pub fn active_alerts(&self) -> Vec<&Alert> {
+        let pool = self.filter_pool();
         let mut v: Vec<&Alert> = self
             .alerts
             .iter()
             .filter(|a| a.state != AlertState::Resolved)
+            .filter(|a| pool.is_none() || a.pool.is_none() || a.pool.as_deref() == pool)
             .collect();
         v.sort_by_key(|a| {
             (
@@ -470,11 +496,42 @@ impl App {
         v
     }
 
-    /// Scaling events, newest first (highest id first).
+    /// The most severe state among the pending or firing alerts about pool `name`, and how
+    /// many there are (for the mark on its card; the pool filter does not apply).
+    pub fn pool_alerts(&self, name: &str) -> Option<(Severity, AlertState, usize)> {
+        let mine: Vec<&Alert> = self
+            .alerts
+            .iter()
+            .filter(|a| a.state != AlertState::Resolved && a.pool.as_deref() == Some(name))
+            .collect();
+        let worst = mine
+            .iter()
+            .max_by_key(|a| (a.severity, a.state == AlertState::Firing, -a.id))?;
+        Some((worst.severity, worst.state, mine.len()))
+    }
+
+    /// Scaling events, newest first (highest id first); only the filtered pool's when the
+    /// pool filter is on.
     pub fn scaling_events_newest_first(&self) -> Vec<&ScalingEvent> {
-        let mut v: Vec<&ScalingEvent> = self.scaling_events.iter().collect();
+        let pool = self.filter_pool();
+        let mut v: Vec<&ScalingEvent> = self
+            .scaling_events
+            .iter()
+            .filter(|e| pool.is_none_or(|p| e.pool == p))
+            .collect();
         v.sort_by_key(|e| std::cmp::Reverse(e.id));
         v
+    }
+
+    /// The latest submissions as the server listed them (newest first); only the filtered
+    /// pool's when the pool filter is on.
+    pub fn recent_submissions(&self) -> Vec<&SubmissionSummary> {
+        let pool = self.filter_pool();
+        self.stats
+            .iter()
+            .flat_map(|s| s.recent.iter())
+            .filter(|s| pool.is_none_or(|p| s.pool == p))
+            .collect()
     }
 
     /// Seconds until the next attempt while disconnected, rounded up (0 when due).
@@ -790,6 +847,89 @@ mod tests {
         }
         assert_eq!(app.scroll_of(Panel::Alerts), 0);
         assert_eq!(app.selected_pool, 2, "↑/↓ in a list leave the pool alone");
+    }
+
+    #[test]
+    fn f_narrows_the_lists_to_the_selected_pool() {
+        let t0 = Instant::now();
+        let mut app = App::new("http://x", Duration::from_secs(1), t0);
+        let mut stats = stats_with(&[("container", 1), ("microvm", 2)]);
+        let sub = |id: &str, pool: &str| SubmissionSummary {
+            id: id.into(),
+            user: "u".into(),
+            problem: "p".into(),
+            language: "cpp".into(),
+            state: "queued".into(),
+            verdict: None,
+            pool: pool.into(),
+            submitted_at: String::new(),
+        };
+        stats.recent = vec![
+            sub("a", "container"),
+            sub("b", "microvm"),
+            sub("c", "container"),
+        ];
+        app.apply(ok(stats, t0));
+        let on = |id: i64, pool: Option<&str>| {
+            let mut a = alert(id, Severity::Warning, AlertState::Firing);
+            a.pool = pool.map(Into::into);
+            a
+        };
+        app.alerts = vec![
+            on(1, Some("container")),
+            on(2, Some("microvm")),
+            on(3, None),
+        ];
+        let ev = |id: i64, pool: &str| ScalingEvent {
+            id,
+            at: String::new(),
+            pool: pool.into(),
+            from: 1,
+            to: 2,
+            rule: String::new(),
+            value: 0.0,
+            ok: true,
+            error: None,
+        };
+        app.scaling_events = vec![ev(1, "microvm"), ev(2, "container"), ev(3, "microvm")];
+        let ids = |app: &App| {
+            (
+                app.active_alerts().iter().map(|a| a.id).collect::<Vec<_>>(),
+                app.scaling_events_newest_first()
+                    .iter()
+                    .map(|e| e.id)
+                    .collect::<Vec<_>>(),
+                app.recent_submissions()
+                    .iter()
+                    .map(|s| s.id.clone())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            ids(&app),
+            (
+                vec![1, 2, 3],
+                vec![3, 2, 1],
+                vec!["a".into(), "b".into(), "c".into()]
+            )
+        );
+        app.handle_key(key(KeyCode::Char('f')));
+        assert_eq!(app.filter_pool(), Some("container"));
+        assert_eq!(
+            ids(&app),
+            (vec![1, 3], vec![2], vec!["a".to_string(), "c".into()])
+        );
+        app.handle_key(key(KeyCode::Right));
+        assert_eq!(app.filter_pool(), Some("microvm"));
+        assert_eq!(ids(&app), (vec![2, 3], vec![3, 1], vec!["b".to_string()]));
+        // The card mark ignores the filter.
+        assert_eq!(
+            app.pool_alerts("container"),
+            Some((Severity::Warning, AlertState::Firing, 1))
+        );
+        assert_eq!(app.pool_alerts("trusted"), None);
+        app.handle_key(key(KeyCode::Char('f')));
+        assert_eq!(app.filter_pool(), None);
     }
 
     #[test]

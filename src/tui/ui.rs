@@ -344,6 +344,7 @@ fn draw_footer(frame: &mut Frame, area: Rect) {
         ("←→", "pool"),
         ("↑↓", "scroll"),
         ("p", "pause"),
+        ("f", "filter"),
         ("r", "refresh"),
         ("?", "help"),
     ];
@@ -435,6 +436,11 @@ fn draw_pool_card(frame: &mut Frame, area: Rect, app: &App, pool: &PoolStats, ma
         } else {
             dim()
         });
+    if let Some((severity, state, n)) = app.pool_alerts(&pool.name) {
+        // ▲N: N pending or firing alerts about this pool, coloured by the worst.
+        let mark = Span::styled(format!("▲{n}"), severity_style(severity, state));
+        block = block.title(Line::from(mark).right_aligned());
+    }
     if marks.more_right {
         block = block
             .title(Line::from(Span::styled("›", Style::new().fg(Color::Cyan))).right_aligned());
@@ -600,6 +606,9 @@ fn draw_alerts(frame: &mut Frame, area: Rect, app: &App) {
         .count();
     let warn = active.len() - crit;
     let mut title = vec![Span::raw(" alerts ")];
+    if let Some(p) = app.filter_pool() {
+        title.push(Span::styled(format!("· {p} + global "), dim()));
+    }
     if crit > 0 {
         title.push(Span::styled("· ", dim()));
         title.push(Span::styled(
@@ -700,13 +709,21 @@ fn draw_scaling(frame: &mut Frame, area: Rect, app: &App) {
             .map(|e| scaling_line(e)),
     );
     let title = Line::from(format!(
-        " scaling events {}",
-        count_note(events.len(), app.scroll_of(Panel::Scaling))
+        " scaling events {}{}",
+        count_note(events.len(), app.scroll_of(Panel::Scaling)),
+        filter_note(app)
     ));
     frame.render_widget(
         Paragraph::new(lines).block(list_block(title, app.focus == Panel::Scaling)),
         area,
     );
+}
+
+/// `"· container only "` while the lists are narrowed to a pool.
+fn filter_note(app: &App) -> String {
+    app.filter_pool()
+        .map(|p| format!("· {p} only "))
+        .unwrap_or_default()
 }
 
 /// `"(12) "`, or `"(4–12 of 12) "` when scrolled.
@@ -761,15 +778,12 @@ fn fmt_value(v: f64) -> String {
 
 fn draw_submissions(frame: &mut Frame, area: Rect, app: &App) {
     let focused = app.focus == Panel::Submissions;
-    let recent = app
-        .stats
-        .as_ref()
-        .map(|s| s.recent.as_slice())
-        .unwrap_or_default();
+    let recent = app.recent_submissions();
     let scroll = app.scroll_of(Panel::Submissions);
     let title = Line::from(format!(
-        " latest submissions {}",
-        count_note(recent.len(), scroll)
+        " latest submissions {}{}",
+        count_note(recent.len(), scroll),
+        filter_note(app)
     ));
     let block = list_block(title, focused);
     if recent.is_empty() {
@@ -862,6 +876,10 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
             key("p  space"),
             Span::raw("pause / resume the figures"),
         ]),
+        Line::from(vec![
+            key("f"),
+            Span::raw("lists: only the selected pool / all pools"),
+        ]),
         Line::from(vec![key("r"), Span::raw("refresh now (skip the backoff)")]),
         Line::from(vec![key("?"), Span::raw("this help (Esc closes)")]),
         Line::from(""),
@@ -871,6 +889,7 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
         Line::from(" replicas N→D [min..max]: running → wanted by the autoscaler"),
         Line::from(" p95: judging time, last 5 min · err: share of IE, last 10 min"),
         Line::from(" cold: time to make a new box ready · breaker: closed/open/half-open"),
+        Line::from(" ▲N: N pending or firing alerts about the pool"),
         Line::from(""),
         Line::from(Span::styled(format!("refreshing every {interval}"), dim())),
     ];

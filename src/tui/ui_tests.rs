@@ -409,6 +409,25 @@ fn firing_alerts_and_a_failed_scale_up() {
     assert!(crit.1 < warn.1);
 }
 
+/// The firing-alerts server, with microvm selected and the lists narrowed to it (`f`).
+#[test]
+fn lists_filtered_to_the_selected_pool() {
+    let (mut app, _) = loaded_app(normal_stats(), firing_alerts(), scaling_events());
+    app.selected_pool = 1;
+    app.pool_filter = true;
+    let t = render(&app, 120, 40);
+    insta::assert_snapshot!("filtered_to_microvm", t.backend());
+    let text = screen_text(&t);
+    assert!(
+        text.contains("latest submissions (4) · microvm only"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("carol"),
+        "a container submission is hidden: {text}"
+    );
+}
+
 #[test]
 fn disconnected() {
     let (mut app, at) = loaded_app(normal_stats(), vec![], scaling_events());
