@@ -47,6 +47,13 @@ pub(crate) enum DbError {
     Task(String),
 }
 
+/// How often the background checkpointer copies the WAL into the database file.
+pub(crate) const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// WAL size (pages of 4 KiB) at which a commit checkpoints by itself: only a safety net in
+/// case the background checkpointer falls far behind.
+const FALLBACK_AUTOCHECKPOINT_PAGES: i64 = 16_384;
+
 /// A connection behind a mutex, used from async code through [`Db::call`].
 #[derive(Debug, Clone)]
 pub(crate) struct Db {
@@ -55,6 +62,58 @@ pub(crate) struct Db {
     conn: Arc<Mutex<Connection>>,
     /// The file, for error messages.
     path: Arc<PathBuf>,
+    /// Stops the checkpointer thread when the last clone is dropped.
+    _checkpointer: Arc<Checkpointer>,
+}
+
+/// A thread with its own connection that checkpoints the WAL every
+/// [`CHECKPOINT_INTERVAL`] (`PRAGMA wal_checkpoint(PASSIVE)`, which never blocks writers).
+/// Checkpoints are where WAL mode syncs to disk; done on commit (SQLite's default, every
+/// 1000 pages) they put 3–100 ms stalls under load on the request path: at 500
+/// submissions/s, p99 of one admission was 3–160 ms that way and is 0.2–1.2 ms with this
+/// thread (`cargo bench --bench storage`, paced phase, on a shared 2-core machine). Under
+/// saturation (thousands of writes/s, far above any judging rate) single calls can still
+/// take up to ~0.2 s.
+#[derive(Debug)]
+struct Checkpointer {
+    /// Dropping it wakes the thread, which checkpoints once more and ends.
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Checkpointer {
+    /// Starts the thread on its own connection to `path`.
+    fn start(path: &Path) -> Result<Checkpointer, DbError> {
+        let conn = Connection::open(path).map_err(|source| DbError::Sqlite {
+            context: format!(
+                "opening the checkpointer's connection to {}",
+                path.display()
+            ),
+            source,
+        })?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let shown = path.display().to_string();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || loop {
+                let last = matches!(
+                    stopped.recv_timeout(CHECKPOINT_INTERVAL),
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) | Ok(())
+                );
+                // PASSIVE copies what it can without waiting for readers or writers;
+                // whatever it leaves, the next round takes.
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(db = %shown, "WAL checkpoint failed: {e}");
+                }
+                if last {
+                    break;
+                }
+            })
+            .map_err(|source| DbError::Io {
+                context: format!("starting the checkpointer of {}", path.display()),
+                source,
+            })?;
+        Ok(Checkpointer { _stop: stop })
+    }
 }
 
 impl Db {
@@ -62,7 +121,7 @@ impl Db {
     /// (a committed transaction survives a crash of the process — kill -9 — though not
     /// necessarily a power loss), foreign keys and the busy timeout, then applies the
     /// `migrations` not yet applied, each in its own transaction, recording the count in
-    /// `PRAGMA user_version`.
+    /// `PRAGMA user_version`. A background thread checkpoints the WAL (see [`Checkpointer`]).
     pub(crate) fn open(path: &Path, migrations: &[&str]) -> Result<Db, DbError> {
         let ctx = |what: &str| format!("{what} {}", path.display());
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -80,9 +139,16 @@ impl Db {
             source,
         })?;
         migrate(&mut conn, path, migrations)?;
+        let checkpointer = Checkpointer::start(path)?;
+        conn.pragma_update(None, "wal_autocheckpoint", FALLBACK_AUTOCHECKPOINT_PAGES)
+            .map_err(|source| DbError::Sqlite {
+                context: ctx("configuring"),
+                source,
+            })?;
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
             path: Arc::new(path.to_path_buf()),
+            _checkpointer: Arc::new(checkpointer),
         })
     }
 
@@ -311,6 +377,30 @@ mod tests {
                     .unwrap()
             });
             assert_eq!(n, 1, "round {round}: migration 2 ran more than once");
+        }
+    }
+
+    #[test]
+    fn the_background_checkpointer_moves_commits_into_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let db = Db::open(&path, &["CREATE TABLE a (x BLOB);"]).unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        db.call_blocking(|c| {
+            for _ in 0..64 {
+                c.execute("INSERT INTO a VALUES (zeroblob(16384))", [])
+                    .unwrap();
+            }
+        });
+        // 1 MiB committed: it is in the WAL, far below the commit-time fallback threshold,
+        // so only the checkpointer thread can bring it into the database file.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&path).unwrap().len() < before + (1 << 20) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the WAL was not checkpointed within 10 s"
+            );
+            std::thread::sleep(CHECKPOINT_INTERVAL / 2);
         }
     }
 
