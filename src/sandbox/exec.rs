@@ -214,9 +214,11 @@ impl Prepared {
 }
 
 /// The rlimits of a run. RLIMIT_CPU is only a backstop (whole seconds, one more than
-/// the limit rounded up): CPU time is enforced by watching the cgroup. The stack is
-/// limited only by the memory limit; no address-space limit (the JVM and Go reserve
-/// far more address space than they use).
+/// the limit rounded up): CPU time is enforced by watching the cgroup. The stack may
+/// use three quarters of the memory limit (deep recursion is fine; an infinite one
+/// ends with SIGSEGV, a runtime error, before the cgroup's OOM killer would turn it
+/// into a memory limit). No address-space limit: the JVM and Go reserve far more
+/// address space than they use.
 pub(crate) fn rlimits(l: &Limits) -> Vec<(u32, libc::rlimit)> {
     let r = |v: u64| libc::rlimit {
         rlim_cur: v,
@@ -233,7 +235,7 @@ pub(crate) fn rlimits(l: &Limits) -> Vec<(u32, libc::rlimit)> {
         ),
         (libc::RLIMIT_FSIZE, r(l.file_size_bytes)),
         (libc::RLIMIT_NOFILE, r(u64::from(l.open_files))),
-        (libc::RLIMIT_STACK, r(l.memory_bytes)),
+        (libc::RLIMIT_STACK, r(l.memory_bytes / 4 * 3)),
         (libc::RLIMIT_CORE, r(0)),
         (libc::RLIMIT_MEMLOCK, r(64 << 10)),
     ]

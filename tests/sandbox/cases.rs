@@ -372,3 +372,512 @@ fn v3_memory_metric() {
     assert_eq!(o.status, Status::Ok, "{o:?}");
     assert!(o.memory_kib < 4096, "{o:?}");
 }
+
+/// S1: just before exiting, every file of the work folder and the names the judge
+/// reads afterwards become symlinks to the host canary (also a link to its folder).
+/// Nothing is followed: the collected names are absent, the canary untouched.
+#[test]
+fn s1_symlinks_to_the_canary_are_never_followed() {
+    require_root!();
+    let h = Harness::new();
+    let canary = h.canary.to_string_lossy().into_owned();
+    let script = format!(
+        "echo 42; echo data > out.txt; for f in *; do rm -f \"$f\"; ln -s {canary} \"$f\"; done; \
+         for f in stdout stderr meta output.txt; do ln -sf {canary} $f; done; ln -s /tmp dir; \
+         mkdir sub; ln -s {canary} sub/x; ls -la >&2"
+    );
+    let mut spec = sh(&script, limits(1000, 3000, 64));
+    spec.files.push(judge::sandbox::InputFile {
+        path: "input.txt".into(),
+        content: Arc::new(b"1 2\n".to_vec()),
+        executable: false,
+    });
+    spec.collect = [
+        "out.txt",
+        "stdout",
+        "meta",
+        "output.txt",
+        "dir/x",
+        "sub/x",
+        "input.txt",
+    ]
+    .map(String::from)
+    .to_vec();
+    let o = h.run(&spec);
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    assert_eq!(o.stdout, b"42\n");
+    assert!(
+        o.files.is_empty(),
+        "collected through a link: {:?}",
+        o.files.keys()
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("out.txt -> /tmp/judge-canary"));
+}
+
+/// S2: no network: only a loopback that is down; nothing connects.
+#[test]
+fn s2_no_network() {
+    require_root!();
+    let h = Harness::new();
+    let py = r#"
+import socket
+targets = [("127.0.0.1", 80), ("127.0.0.1", 8080), ("127.0.0.1", 5432), ("127.0.0.1", 6379),
+           ("10.0.0.1", 80), ("172.17.0.1", 80), ("192.168.1.1", 80), ("169.254.169.254", 80), ("8.8.8.8", 53)]
+for host, port in targets:
+    s = socket.socket(); s.settimeout(0.5)
+    try:
+        s.connect((host, port)); print("CONNECTED", host, port)
+    except OSError as e:
+        print("refused", host, port, e.errno)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    u.sendto(b"x", ("8.8.8.8", 53)); print("SENT udp")
+except OSError as e:
+    print("refused udp", e.errno)
+print(open("/proc/net/dev").read())
+"#;
+    let mut spec = sh("", limits(3000, 8000, 128));
+    spec.argv = vec!["/usr/bin/python3".into(), "-c".into(), py.into()];
+    let o = h.run(&spec);
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("CONNECTED") && !out.contains("SENT"), "{out}");
+    assert_eq!(out.matches("refused").count(), 10, "{out}");
+    let ifaces: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.contains("face"))
+        .skip(1)
+        .filter(|l| l.contains(':'))
+        .collect();
+    assert_eq!(ifaces.len(), 1, "{out}");
+    assert!(ifaces[0].trim_start().starts_with("lo:"), "{out}");
+}
+
+/// S3: the output file replaced by a symlink to /etc/hostname, or by a FIFO: absent.
+#[test]
+fn s3_output_file_that_is_not_a_regular_file() {
+    require_root!();
+    let h = Harness::new();
+    let mut spec = sh(
+        "ln -s /etc/hostname output.txt; mkfifo fifo.txt; mkdir dir.txt",
+        limits(1000, 3000, 64),
+    );
+    spec.collect = vec!["output.txt".into(), "fifo.txt".into(), "dir.txt".into()];
+    let o = h.run(&spec);
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    assert!(o.files.is_empty(), "{:?}", o.files.keys());
+    // A regular output file is collected.
+    let mut spec = sh("printf 'answer\\n' > output.txt", limits(1000, 3000, 64));
+    spec.collect = vec!["output.txt".into()];
+    let o = h.run(&spec);
+    assert_eq!(
+        o.files.get("output.txt").map(Vec::as_slice),
+        Some(&b"answer\n"[..])
+    );
+}
+
+/// S6: walking the visible tree finds no test data or other submissions: only the
+/// run's own folder (and the read-only toolchains, not walked here).
+#[test]
+fn s6_no_test_data_visible() {
+    require_root!();
+    let h = Harness::new();
+    // Host-side test data and another "submission" that must stay invisible.
+    let secret = tempfile::Builder::new()
+        .prefix("judge-s6-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::write(secret.path().join("1.in"), b"HOSTDATA").unwrap();
+    std::fs::write(secret.path().join("1.ans"), b"HOSTDATA").unwrap();
+    let py = r#"
+import os
+hits = []
+for top in ["/", "/tmp", "/var", "/box", "/etc", "/dev"]:
+    for root, dirs, files in os.walk(top):
+        if root == "/":
+            dirs[:] = [d for d in dirs if d not in ("usr", "proc")]
+        for f in files:
+            if f.endswith((".in", ".ans", ".out", ".cpp", ".py", ".java")):
+                p = os.path.join(root, f)
+                try: hits.append((p, open(p, "rb").read(16)))
+                except OSError: hits.append((p, b"?"))
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        try:
+            for f in os.listdir("/proc/%s/cwd" % pid): hits.append(("/proc/%s/cwd/%s" % (pid, f), b""))
+        except OSError: pass
+for p, b in sorted(set(hits)): print(p, b)
+"#;
+    let mut spec = sh("", limits(5000, 10000, 128));
+    spec.argv = vec!["/usr/bin/python3".into(), "-c".into(), py.into()];
+    spec.files.push(judge::sandbox::InputFile {
+        path: "own.in".into(),
+        content: Arc::new(b"mine".to_vec()),
+        executable: false,
+    });
+    let o = h.run(&spec);
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("HOSTDATA"), "{out}");
+    for line in out.lines() {
+        let path = line.split_whitespace().next().unwrap();
+        assert!(
+            path.starts_with("/box/") || (path.starts_with("/proc/") && path.contains("/cwd/")),
+            "visible outside the box: {line}"
+        );
+    }
+    assert!(out.contains("/box/own.in b'mine'"), "{out}");
+}
+
+/// S9: (a) fallocate 10 GB in the work folder; (b) a million small files in /tmp:
+/// promptly refused (file size / tmpfs size / inode limits), folders wiped.
+#[test]
+fn s9_disk_and_inode_exhaustion() {
+    require_root!();
+    let h = Harness::new();
+    let a = r#"
+#include <fcntl.h>
+#include <stdio.h>
+int main(void){ int fd = open("big", O_CREAT|O_WRONLY, 0644); int r = posix_fallocate(fd, 0, 10LL<<30); printf("%d\n", r); return r ? 1 : 0; }
+"#;
+    let o = h.run(&prog_spec(
+        compile("falloc", a, false, &[]),
+        limits(2000, 4000, 256),
+    ));
+    assert!(
+        matches!(o.status, Status::OutputLimit | Status::NonzeroExit),
+        "{o:?}"
+    );
+    assert!(o.wall_ms < 2000, "{o:?}");
+    let b = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+int main(void){ char n[64]; for(int i=0;i<1000000;i++){ snprintf(n, sizeof n, "/tmp/f%d", i); int fd = open(n, O_CREAT|O_WRONLY, 0644); if(fd<0){ printf("stopped at %d\n", i); return 1; } close(fd);} return 0; }
+"#;
+    let o = h.run(&prog_spec(
+        compile("inodes", b, false, &[]),
+        limits(5000, 8000, 256),
+    ));
+    assert_eq!(o.status, Status::NonzeroExit, "{o:?}");
+    let n: u64 = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .trim_start_matches("stopped at ")
+        .parse()
+        .unwrap();
+    assert!(n < 100_000, "{n} files created");
+    // The next run gets a clean /tmp.
+    let o = h.run(&sh("ls -A /tmp | wc -l", limits(1000, 3000, 64)));
+    assert_eq!(o.stdout, b"0\n");
+}
+
+/// S14: kill(-1), kill of the parent, ptrace-attach of the parent, then the answer:
+/// verdict from the output; the judge survives; 20 runs cut short in a row leave it healthy.
+#[test]
+fn s14_killing_and_tracing_the_judge() {
+    require_root!();
+    let h = Harness::new();
+    let src = r#"
+#include <signal.h>
+#include <stdio.h>
+#include <sys/ptrace.h>
+#include <unistd.h>
+#include <errno.h>
+int main(void){
+  int a = kill(-1, SIGKILL);
+  int b = kill(getppid(), SIGKILL);
+  long c = ptrace(PTRACE_ATTACH, getppid(), 0, 0); int ce = errno;
+  long d = ptrace(PTRACE_TRACEME, 0, 0, 0);
+  fprintf(stderr, "%d %d %ld/%d %ld\n", a, b, c, ce, d);
+  printf("42\n"); return 0; }
+"#;
+    let o = h.run(&prog_spec(
+        compile("killer", src, false, &[]),
+        limits(1000, 3000, 64),
+    ));
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    assert_eq!(o.stdout, b"42\n");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("-1/{}", libc::EPERM)),
+        "ptrace not refused: {err}"
+    );
+    for _ in 0..20 {
+        let o = h.run(&sh("sleep 10", limits(1000, 30, 64)));
+        assert_eq!(o.status, Status::WallLimit);
+    }
+    let o = h.run(&sh("echo alive", limits(1000, 3000, 64)));
+    assert_eq!(o.stdout, b"alive\n");
+}
+
+/// The seccomp filter: namespaces and the i386 / x32 ABIs are refused.
+#[test]
+fn seccomp_refuses_namespaces_and_foreign_abis() {
+    require_root!();
+    let h = Harness::new();
+    let src = r#"
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(int argc, char **argv){
+  if (!strcmp(argv[1], "unshare")) { int r = unshare(CLONE_NEWUSER); printf("%d %d\n", r, errno); return 0; }
+  if (!strcmp(argv[1], "x32")) { long r = syscall(0x40000000 | SYS_getpid); printf("%ld\n", r); return 0; }
+  if (!strcmp(argv[1], "i386")) { long r; __asm__ volatile("int $0x80" : "=a"(r) : "a"(20)); printf("%ld\n", r); return 0; }
+  return 2; }
+"#;
+    let bin = compile("abi", src, false, &[]);
+    let mut spec = prog_spec(bin.clone(), limits(1000, 3000, 64));
+    spec.argv.push("unshare".into());
+    let o = h.run(&spec);
+    assert_eq!(
+        o.stdout,
+        format!("-1 {}\n", libc::EPERM).into_bytes(),
+        "{o:?}"
+    );
+    for abi in ["x32", "i386"] {
+        let mut spec = prog_spec(bin.clone(), limits(1000, 3000, 64));
+        spec.argv.push(abi.into());
+        let o = h.run(&spec);
+        assert_eq!(
+            (o.status, o.signal),
+            (Status::Signaled, Some(libc::SIGSYS)),
+            "{abi}: {o:?}"
+        );
+    }
+}
+
+/// V1 (c): a Python list of 1e9 zeros under 256 MB: MLE.
+#[test]
+fn v1c_python_memory_limit() {
+    require_root!();
+    let h = Harness::new();
+    let mut spec = sh("", limits(5000, 10000, 256));
+    spec.argv = vec![
+        "/usr/bin/python3".into(),
+        "-c".into(),
+        "x = [0] * 10**9\nprint(len(x))".into(),
+    ];
+    let o = h.run(&spec);
+    assert_eq!(o.status, Status::MemoryLimit, "{o:?}");
+    assert!(o.memory_kib > 240 << 10, "{o:?}");
+}
+
+/// V2 variants: memory through a shared mmap of a file is charged and killed (MLE), in
+/// fresh and reused boxes. The alloca variant grows the stack, which may use 3/4 of the
+/// memory limit (so that V6's infinite recursion is a runtime error): it ends with
+/// SIGSEGV at the stack limit, its stack counted in the reported memory, never beyond
+/// the memory limit.
+#[test]
+fn v2_alloca_and_mmap_variants() {
+    require_root!();
+    let h = Harness::new();
+    let alloca = r#"
+#include <alloca.h>
+#include <string.h>
+int main(void){ for(int i=0;i<1024;i++){ char *p = alloca(1<<20); memset(p, i, 1<<20); } return 0; }
+"#;
+    let mmap = r#"
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+int main(void){ int fd = open("/tmp/m", O_CREAT|O_RDWR, 0600); ftruncate(fd, 1L<<30);
+  char *p = mmap(0, 1L<<30, PROT_READ|PROT_WRITE, MAP_SHARED, fd, 0); if (p == MAP_FAILED) return 3;
+  for (long i = 0; i < (1L<<30); i += 4096) p[i] = 1; return 0; }
+"#;
+    let mut l = limits(5000, 10000, 256);
+    l.disk_bytes = 2 << 30;
+    l.file_size_bytes = 2 << 30;
+    for round in 0..2 {
+        let o = h.run(&prog_spec(compile("v2mmap", mmap, false, &[]), l));
+        assert_eq!(o.status, Status::MemoryLimit, "mmap round {round}: {o:?}");
+        let o = h.run(&prog_spec(compile("v2alloca", alloca, false, &[]), l));
+        assert_eq!(
+            (o.status, o.signal),
+            (Status::Signaled, Some(libc::SIGSEGV)),
+            "alloca round {round}: {o:?}"
+        );
+        assert!(
+            o.memory_kib > 180 << 10 && o.memory_kib < 256 << 10,
+            "alloca round {round}: {o:?}"
+        );
+    }
+}
+
+fn java_available() -> Option<&'static str> {
+    ["/usr/bin/java", "/usr/bin/javac"]
+        .iter()
+        .all(|p| std::path::Path::new(p).exists())
+        .then_some("/usr/bin/java")
+}
+
+/// Compiles Java on the host; returns (class name, class file bytes).
+fn javac(name: &str, src: &str) -> Vec<u8> {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join(format!("{name}.java")), src).unwrap();
+    let st = std::process::Command::new("javac")
+        .arg("-d")
+        .arg(d.path())
+        .arg(d.path().join(format!("{name}.java")))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::read(d.path().join(format!("{name}.class"))).unwrap()
+}
+
+fn java_spec(class: &str, bytes: Vec<u8>, l: Limits, heap_flags: &[&str]) -> RunSpec {
+    let mut spec = sh("", l);
+    spec.argv = ["/usr/bin/java"]
+        .iter()
+        .chain(heap_flags)
+        .chain(
+            [
+                "-Xss64m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                "-Xshare:auto",
+                "-cp",
+                "/box",
+                class,
+            ]
+            .iter(),
+        )
+        .map(|s| s.to_string())
+        .collect();
+    spec.files.push(judge::sandbox::InputFile {
+        path: format!("{class}.class"),
+        content: Arc::new(bytes),
+        executable: false,
+    });
+    spec
+}
+
+/// V3 (c) and V4: Java hello / A+B under 64 MB with the default process limit: OK.
+/// A 1 GB array under 256 MB: without -Xmx the cgroup kills it (MLE); with -Xmx and
+/// -XX:+ExitOnOutOfMemoryError the JVM exits 3 saying OutOfMemoryError, which the
+/// judge layer maps to MLE (the sandbox reports what happened; the message is on stdout).
+#[test]
+fn v4_java_under_small_limits() {
+    require_root!();
+    if java_available().is_none() {
+        eprintln!("SKIPPED: java/javac not installed");
+        return;
+    }
+    let h = Harness::new();
+    let aplusb = javac("Main", "import java.util.*;\npublic class Main { public static void main(String[] a){ Scanner s = new Scanner(System.in); System.out.println(s.nextLong() + s.nextLong()); } }\n");
+    let mut spec = java_spec("Main", aplusb, limits(5000, 10000, 64), &["-Xmx32m"]);
+    spec.stdin = Stdin::Bytes(Arc::new(b"20 22\n".to_vec()));
+    let o = h.run(&spec);
+    assert_eq!(
+        o.status,
+        Status::Ok,
+        "{o:?} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.stdout, b"42\n");
+    let big = javac("Big", "public class Big { public static void main(String[] a){ long[] b = new long[128*1024*1024]; b[5] = 1; System.out.println(b.length); } }\n");
+    let o = h.run(&java_spec(
+        "Big",
+        big.clone(),
+        limits(5000, 10000, 256),
+        &[],
+    ));
+    assert_eq!(o.status, Status::MemoryLimit, "{o:?}");
+    let o = h.run(&java_spec(
+        "Big",
+        big,
+        limits(5000, 10000, 256),
+        &["-Xmx200m", "-XX:+ExitOnOutOfMemoryError"],
+    ));
+    assert_eq!(
+        (o.status, o.exit_code),
+        (Status::NonzeroExit, Some(3)),
+        "{o:?}"
+    );
+    // HotSpot prints "Terminating due to java.lang.OutOfMemoryError" on stdout.
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("java.lang.OutOfMemoryError"),
+        "{o:?}"
+    );
+}
+
+/// V5: Go hello world and 100 sleeping goroutines under 32 MB, compiled in a box.
+#[test]
+fn v5_go_goroutines_under_32mb() {
+    require_root!();
+    if !std::path::Path::new("/usr/bin/go").exists() {
+        eprintln!("SKIPPED: go not installed (apt install golang-go)");
+        return;
+    }
+    let h = Harness::new();
+    let src = "package main\nimport (\"fmt\"; \"time\")\nfunc main() { for i := 0; i < 100; i++ { go func() { time.Sleep(time.Hour) }() }; time.Sleep(20 * time.Millisecond); fmt.Println(\"hello\") }\n";
+    let mut build = sh("go build -o prog main.go", limits(20000, 60000, 512));
+    build.limits.pids = 128;
+    build.env.extend([
+        ("GOCACHE".into(), "/tmp/gocache".into()),
+        ("GOPATH".into(), "/tmp/gopath".into()),
+        ("GO111MODULE".into(), "off".into()),
+        ("CGO_ENABLED".into(), "0".into()),
+    ]);
+    build.files.push(judge::sandbox::InputFile {
+        path: "main.go".into(),
+        content: Arc::new(src.as_bytes().to_vec()),
+        executable: false,
+    });
+    build.collect = vec!["prog".into()];
+    let o = h.run(&build);
+    assert_eq!(
+        o.status,
+        Status::Ok,
+        "{o:?} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let bin = o.files.get("prog").expect("compiled binary").clone();
+    let o = h.run(&prog_spec(bin, limits(1000, 3000, 32)));
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    assert_eq!(o.stdout, b"hello\n");
+}
+
+/// V6: deep but finite recursion is fine (stack limited by the memory limit); infinite
+/// recursion is a runtime error, never an internal error.
+#[test]
+fn v6_deep_and_infinite_recursion() {
+    require_root!();
+    let h = Harness::new();
+    let cpp = r#"
+#include <cstdio>
+#include <cstdlib>
+static long f(long n, volatile char *pad){ volatile char buf[64]; buf[0] = (char)n; if (n == 0) return buf[0]; return f(n - 1, buf) + 1; }
+int main(int argc, char **argv){ long n = atol(argv[1]); printf("%ld\n", f(n, 0)); return 0; }
+"#;
+    let bin = compile("recurse", cpp, true, &["-O0"]);
+    let mut spec = prog_spec(bin.clone(), limits(3000, 6000, 256));
+    spec.argv.push("1000000".into());
+    let o = h.run(&spec);
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    assert_eq!(o.stdout, b"1000000\n");
+    let mut spec = prog_spec(bin, limits(3000, 6000, 256));
+    spec.argv.push("1000000000000".into());
+    let o = h.run(&spec);
+    assert_eq!(
+        (o.status, o.signal),
+        (Status::Signaled, Some(libc::SIGSEGV)),
+        "{o:?}"
+    );
+    let deep = "import sys\nsys.setrecursionlimit(300000)\ndef f(n): return 0 if n == 0 else 1 + f(n - 1)\nprint(f(200000))\n";
+    let mut spec = sh("", limits(5000, 10000, 256));
+    spec.argv = vec!["/usr/bin/python3".into(), "-c".into(), deep.into()];
+    let o = h.run(&spec);
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    assert_eq!(o.stdout, b"200000\n");
+    let inf = "def f(n): return 1 + f(n + 1)\nf(0)\n";
+    spec.argv = vec!["/usr/bin/python3".into(), "-c".into(), inf.into()];
+    let o = h.run(&spec);
+    assert_eq!(o.status, Status::NonzeroExit, "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("RecursionError"));
+}
