@@ -3,8 +3,10 @@
 //! Shared by the SQLite store and the SQLite queue.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
 use std::time::Duration;
+use tokio::sync::Mutex;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
@@ -164,15 +166,13 @@ impl Db {
         E: From<DbError> + Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            // A panic inside an earlier call poisons the mutex; the connection itself is
-            // still sound (an unfinished transaction rolled back when it was dropped).
-            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| E::from(DbError::Task(e.to_string())))?
+        // Wait for the connection without holding a thread, in arrival order (tokio's mutex
+        // is fair, so no caller starves under load); then run on a blocking thread, which
+        // owns the guard, so cancelling this future never cuts a transaction short.
+        let mut guard = Arc::clone(&self.conn).lock_owned().await;
+        tokio::task::spawn_blocking(move || f(&mut guard))
+            .await
+            .map_err(|e| E::from(DbError::Task(e.to_string())))?
     }
 
     /// Runs `f` inside one IMMEDIATE transaction on a blocking thread and commits when it
@@ -205,8 +205,8 @@ impl Db {
     pub(crate) fn call_blocking<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
         let mut guard = self
             .conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .try_lock()
+            .expect("call_blocking is for tests, where the connection is not in use");
         f(&mut guard)
     }
 }
