@@ -2,6 +2,9 @@
 
 use std::process::ExitCode;
 
+use super::client::Client;
+use crate::engine::api::wire::{SubmissionState, SubmissionView};
+
 /// Arguments of `judge status`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,7 +21,37 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Runs `judge status`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`judge status` is not built yet (issue 4)")
+/// Runs `judge status`. Exit code: the verdict's once done (as `judge submit`), 0 while
+/// queued or judging, 1 when the command failed.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let client = Client::resolve(args.server, args.token)?;
+    let v: SubmissionView = client.get_json(&format!("/api/v1/submissions/{}", args.id))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&v)?);
+    } else {
+        println!(
+            "{}  {}  {} / {}  by {}  pool {}  submitted {}",
+            v.id,
+            v.state.as_str(),
+            v.problem,
+            v.language,
+            v.user,
+            v.pool,
+            v.submitted_at
+        );
+        match v.result() {
+            Some(r) => super::submit::print_result(&r),
+            None => {
+                let total = v
+                    .total_tests
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "?".into());
+                println!("{} of {total} tests finished", v.tests.len());
+            }
+        }
+    }
+    Ok(match (v.state, v.result()) {
+        (SubmissionState::Done, Some(r)) => ExitCode::from(super::submit::exit_code(&r)),
+        _ => ExitCode::SUCCESS,
+    })
 }

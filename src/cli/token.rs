@@ -3,6 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::{anyhow, Context};
+
+use crate::engine::config::{Overrides, ServeConfig};
+use crate::engine::store::{Role, Trust};
+
 /// `judge token` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -26,7 +31,53 @@ pub enum Command {
     },
 }
 
-/// Runs `judge token ...`.
-pub fn run(_cmd: Command) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`judge token` is not built yet (issue 4)")
+/// Runs `judge token ...`: works on the server's data folder directly (a running server
+/// sees the new token at once).
+pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Create {
+            user,
+            role,
+            trust,
+            data_dir,
+            config,
+        } => {
+            let role: Role = role.parse().map_err(|e: String| anyhow!(e))?;
+            let trust: Trust = trust.parse().map_err(|e: String| anyhow!(e))?;
+            if user.is_empty()
+                || user.len() > 64
+                || user.chars().any(|c| c.is_control() || c.is_whitespace())
+            {
+                anyhow::bail!("user name {user:?} must be 1-64 characters without spaces");
+            }
+            let overrides = Overrides {
+                data_dir,
+                ..Default::default()
+            };
+            let cfg = ServeConfig::load(config.as_deref(), &overrides)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let token = rt.block_on(async {
+                let store = crate::engine::serve::open_store(&cfg.data_dir)?;
+                let token = crate::engine::serve::create_token(
+                    &*store,
+                    &user,
+                    role,
+                    trust,
+                    "judge token create",
+                )
+                .await
+                .with_context(|| format!("creating a token in {}", cfg.data_dir.display()))?;
+                anyhow::Ok(token)
+            })?;
+            println!("{token}");
+            eprintln!(
+                "judge: token for {user:?} ({}, {}); it is shown only once",
+                role.as_str(),
+                trust.as_str()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

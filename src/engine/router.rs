@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::engine::store::Trust;
+
 /// The three pools of the seed architecture (DESIGN.md "Pools and routing").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -42,40 +44,6 @@ impl std::str::FromStr for PoolName {
             .into_iter()
             .find(|p| p.as_str() == s)
             .ok_or_else(|| format!("unknown pool {s:?} (expected container, microvm or trusted)"))
-    }
-}
-
-/// A user's trust level, set by an admin on the token (`judge token create --trust`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Trust {
-    /// Everyone.
-    #[default]
-    Standard,
-    /// Vetted users, who may use the trusted pool.
-    Verified,
-}
-
-impl Trust {
-    /// `"standard"` or `"verified"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trust::Standard => "standard",
-            Trust::Verified => "verified",
-        }
-    }
-}
-
-impl std::str::FromStr for Trust {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "standard" => Ok(Trust::Standard),
-            "verified" => Ok(Trust::Verified),
-            _ => Err(format!(
-                "unknown trust {s:?} (expected standard or verified)"
-            )),
-        }
     }
 }
 
