@@ -1,4 +1,5 @@
 //! Integration tests: one test binary with modules (links faster).
+mod judge;
 mod sandbox;
 mod serve;
 mod top;

@@ -16,6 +16,9 @@ pub enum Command {
         /// Number of tests.
         #[arg(long, default_value_t = 100)]
         tests: u32,
+        /// Sandbox backend for the judging side.
+        #[arg(long, env = "JUDGE_SANDBOX", default_value = "native")]
+        sandbox: String,
     },
     /// Replay a contest mix against a running server; print queue depth, replicas, p95, error rate over time.
     Load {
@@ -92,7 +95,8 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sandbox { .. } | Command::Judge { .. } => {
+        Command::Judge { tests, sandbox } => crate::cli::bench_judge::run(tests, &sandbox),
+        Command::Sandbox { .. } => {
             anyhow::bail!("this benchmark is not built yet")
         }
     }

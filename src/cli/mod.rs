@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod bench_judge;
 pub mod client;
 pub mod doctor;
 pub mod problem;

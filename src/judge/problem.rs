@@ -361,9 +361,11 @@ impl Problem {
             .unwrap_or_else(|| "problem".to_string());
         let yaml_path = dir.join("problem.yaml");
         let yaml: Value = match std::fs::read_to_string(&yaml_path) {
-            Ok(text) if text.trim().is_empty() => Value::Mapping(Default::default()),
             Ok(text) => {
-                serde_yaml::from_str(&text).map_err(|e| invalid(&yaml_path, e.to_string()))?
+                match serde_yaml::from_str(&text).map_err(|e| invalid(&yaml_path, e.to_string()))? {
+                    Value::Null => Value::Mapping(Default::default()),
+                    v => v,
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Value::Mapping(Default::default())
@@ -704,10 +706,10 @@ fn read_group_file(dir: &Path) -> Result<Option<RawGroupFile>, ProblemError> {
         .find(|p| p.is_file());
     let Some(path) = path else { return Ok(None) };
     let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-    let v: Value = if text.trim().is_empty() {
-        Value::Mapping(Default::default())
-    } else {
-        serde_yaml::from_str(&text).map_err(|e| invalid(&path, e.to_string()))?
+    let v: Value = match serde_yaml::from_str(&text).map_err(|e| invalid(&path, e.to_string()))? {
+        // An empty file (or one with only comments) means the defaults.
+        Value::Null => Value::Mapping(Default::default()),
+        v => v,
     };
     let mut raw = RawGroupFile {
         path: path.clone(),

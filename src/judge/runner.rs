@@ -338,7 +338,7 @@ impl TestContext<'_> {
             memory_bytes: self.problem.memory_bytes,
             pids: lang.pids,
             file_size_bytes: self.problem.output_bytes,
-            open_files: 64,
+            open_files: 256,
             disk_bytes: 64 << 20,
         }
     }

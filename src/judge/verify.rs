@@ -135,6 +135,30 @@ fn list_submissions(problem: &Problem, warnings: &mut Vec<String>) -> Vec<Entry>
     out
 }
 
+/// Reads `submissions/submissions.yaml` (2023-07): for keys that name one submission
+/// exactly (no glob patterns), its `language`. Errors with a message when malformed.
+fn submission_languages(dir: &Path) -> Result<std::collections::HashMap<String, String>, String> {
+    let p = dir.join("submissions/submissions.yaml");
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(format!("{}: {e}", p.display())),
+    };
+    let v: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+    let mut out = std::collections::HashMap::new();
+    if let serde_yaml::Value::Mapping(m) = v {
+        for (k, val) in m {
+            if let (Some(k), Some(lang)) =
+                (k.as_str(), val.get("language").and_then(|l| l.as_str()))
+            {
+                out.insert(k.trim_end_matches('/').to_string(), lang.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn max_time(r: &JudgeResult) -> u64 {
     r.tests.iter().map(|t| t.time_ms).max().unwrap_or(0)
 }
@@ -219,6 +243,13 @@ pub fn verify(
     let max_score = problem.max_score();
     let mut done = 0;
 
+    let languages_yaml = match submission_languages(&problem.dir) {
+        Ok(m) => m,
+        Err(e) => {
+            warnings.push(e);
+            Default::default()
+        }
+    };
     // Load every program first: language and toolchain.
     let mut loaded: Vec<(Entry, Loaded)> = Vec::new();
     for e in entries {
@@ -233,7 +264,23 @@ pub fn verify(
             skipped: None,
             message: String::new(),
         };
-        let r = match Program::load(&e.path, langs, None) {
+        let forced = match languages_yaml.get(&e.rel) {
+            Some(id) => match langs.require(id) {
+                Ok(l) => Some(l),
+                Err(err) => {
+                    loaded.push((
+                        e,
+                        Err(SubmissionReport {
+                            message: err.to_string(),
+                            ..base
+                        }),
+                    ));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let r = match Program::load(&e.path, langs, forced) {
             Err(err) => Err(SubmissionReport {
                 message: err.to_string(),
                 ..base

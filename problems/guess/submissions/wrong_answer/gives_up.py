@@ -1,0 +1,2 @@
+# Exits right away without a single query.
+pass

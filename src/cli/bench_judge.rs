@@ -1,0 +1,130 @@
+//! `judge bench judge --tests N`: judging N tests of A+B in C++ (compiled once, in the
+//! sandbox) against N bare runs of the same binary (fork+exec, no sandbox, output read
+//! back), in one run; prints both and their ratio (target ≤ 2×).
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rand::Rng;
+
+use crate::judge::program::{compile, CompileLimits, Program};
+use crate::judge::runner::{judge_program, JudgeOptions};
+use crate::judge::{JudgeEvent, Languages, Problem, Verdict};
+
+const APLUSB_CPP: &str = "#include <cstdio>\nint main() { long long a, b; if (std::scanf(\"%lld %lld\", &a, &b) != 2) return 1; std::printf(\"%lld\\n\", a + b); }\n";
+
+/// Writes an A+B package with `n` secret tests under `dir`.
+fn write_problem(dir: &std::path::Path, n: u32) -> anyhow::Result<()> {
+    std::fs::write(
+        dir.join("problem.yaml"),
+        "name: A plus B (bench)\nlimits:\n  time_limit: 1\n  memory: 256\n",
+    )?;
+    let secret = dir.join("data/secret");
+    std::fs::create_dir_all(&secret)?;
+    let mut rng = rand::thread_rng();
+    for i in 0..n {
+        let (a, b): (i64, i64) = (
+            rng.gen_range(-1_000_000_000..=1_000_000_000),
+            rng.gen_range(-1_000_000_000..=1_000_000_000),
+        );
+        std::fs::write(secret.join(format!("{i:04}.in")), format!("{a} {b}\n"))?;
+        std::fs::write(secret.join(format!("{i:04}.ans")), format!("{}\n", a + b))?;
+    }
+    Ok(())
+}
+
+/// Runs the benchmark.
+pub fn run(tests: u32, sandbox_name: &str) -> anyhow::Result<ExitCode> {
+    if tests == 0 {
+        bail!("--tests must be at least 1");
+    }
+    let tmp = tempfile::Builder::new().prefix("judge-bench").tempdir()?;
+    let pkg = tmp.path().join("aplusb");
+    std::fs::create_dir(&pkg)?;
+    write_problem(&pkg, tests)?;
+    let problem = Problem::load(&pkg)?;
+    let langs = Languages::builtin();
+    let lang = langs.require("cpp")?;
+    lang.check_toolchain()?;
+    let sandbox = crate::sandbox::open(sandbox_name)
+        .with_context(|| format!("opening the {sandbox_name} sandbox"))?;
+    let program = Program::single(lang, APLUSB_CPP.as_bytes());
+
+    // Judging: compile once, then every test in the sandbox with the default validator.
+    let t0 = Instant::now();
+    let mut compiled_at = None;
+    let result = judge_program(
+        sandbox.as_ref(),
+        &problem,
+        lang,
+        &program,
+        &JudgeOptions::default(),
+        &mut |e| {
+            if let JudgeEvent::Compiled { .. } = e {
+                compiled_at = Some(Instant::now());
+            }
+        },
+    );
+    let end = Instant::now();
+    if result.verdict != Verdict::AC || result.tests.len() != tests as usize {
+        bail!(
+            "the benchmark's A+B was not accepted: {} ({})",
+            result.verdict,
+            result.compile.message
+        );
+    }
+    let compiled_at = compiled_at.context("no Compiled event")?;
+    let compile_time = compiled_at - t0;
+    let judge_time = end - compiled_at;
+
+    // Bare runs of the same binary: compile it the same way, copy it out, fork+exec it.
+    let compiled = compile(sandbox.as_ref(), lang, &program, CompileLimits::default())
+        .map_err(|e| anyhow::anyhow!("compiling for the bare runs: {e:?}"))?;
+    let binary = compiled
+        .files
+        .iter()
+        .find(|f| f.path == "main")
+        .context("no binary")?;
+    let bin_path = tmp.path().join("main");
+    std::fs::write(&bin_path, &binary.content[..])?;
+    std::fs::set_permissions(&bin_path, std::fs::Permissions::from_mode(0o755))?;
+    let t1 = Instant::now();
+    for t in &problem.tests {
+        let out = std::process::Command::new(&bin_path)
+            .stdin(Stdio::from(std::fs::File::open(&t.input)?))
+            .stderr(Stdio::null())
+            .output()?;
+        let want = std::fs::read(&t.answer)?;
+        if out.stdout != want {
+            bail!("bare run of {} printed the wrong answer", t.name);
+        }
+    }
+    let bare_time = t1.elapsed();
+
+    let per = |d: Duration| d.as_secs_f64() * 1000.0 / f64::from(tests);
+    let ratio = judge_time.as_secs_f64() / bare_time.as_secs_f64().max(1e-9);
+    let mut out = std::io::stdout();
+    writeln!(out, "A+B in C++, {tests} tests, sandbox {}", sandbox.name())?;
+    writeln!(
+        out,
+        "compile (once, in the sandbox):  {:>9.1} ms",
+        compile_time.as_secs_f64() * 1000.0
+    )?;
+    writeln!(
+        out,
+        "judging {tests} tests:              {:>9.1} ms  ({:.2} ms/test)",
+        judge_time.as_secs_f64() * 1000.0,
+        per(judge_time)
+    )?;
+    writeln!(
+        out,
+        "{tests} bare runs of the binary:     {:>9.1} ms  ({:.2} ms/run)",
+        bare_time.as_secs_f64() * 1000.0,
+        per(bare_time)
+    )?;
+    writeln!(out, "ratio judging / bare: {ratio:.2}x (target <= 2x)")?;
+    Ok(ExitCode::SUCCESS)
+}
