@@ -264,8 +264,13 @@ pub struct Languages {
 impl Languages {
     /// The embedded `templates/languages.toml`.
     pub fn builtin() -> Languages {
-        Languages::parse(LANGUAGES_TOML)
-            .expect("the embedded templates/languages.toml is valid (tested)")
+        static TABLE: std::sync::OnceLock<Languages> = std::sync::OnceLock::new();
+        TABLE
+            .get_or_init(|| {
+                Languages::parse(LANGUAGES_TOML)
+                    .expect("the embedded templates/languages.toml is valid (tested)")
+            })
+            .clone()
     }
 
     /// Parses a language table. Errors on malformed TOML, a duplicate id or an empty argv.

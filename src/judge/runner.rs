@@ -778,23 +778,29 @@ impl TestContext<'_> {
         };
         tr.time_ms = pout.time_ms;
         tr.memory_kib = pout.memory_kib;
-        let program_end = self.classify(&pout);
-        let validator_first = vdone < pdone;
-        match (program_end, vout.verdict) {
-            // The validator rejected before the program ended: WA wins over what followed.
-            (_, Verdict::WA) if validator_first => {
-                tr.message = vtr.message;
-                vout
-            }
-            (RunEnd::Failed(v, m), _) => {
-                tr.message = m;
-                CaseOutcome::of(v)
-            }
-            (RunEnd::Finished, _) => {
-                tr.message = vtr.message;
-                vout
-            }
-        }
+        let (outcome, message) =
+            combine_interactive(self.classify(&pout), vout, vtr.message, vdone < pdone);
+        tr.message = message;
+        outcome
+    }
+}
+
+/// The verdict of an interactive test case from how the program ended, the validator's
+/// outcome and message, and whether the validator finished first: a WA the validator gave
+/// before the program ended wins over whatever the program did next (it typically dies on
+/// the closed pipe or waits until the wall limit); otherwise a program that failed (TLE,
+/// MLE, RTE, OLE) gets its own verdict, whatever the validator then made of the broken
+/// conversation; otherwise the validator decides (AC, WA, or IE when it misbehaved).
+fn combine_interactive(
+    program: RunEnd,
+    validator: CaseOutcome,
+    validator_message: String,
+    validator_first: bool,
+) -> (CaseOutcome, String) {
+    match (program, validator.verdict) {
+        (_, Verdict::WA) if validator_first => (validator, validator_message),
+        (RunEnd::Failed(v, m), _) => (CaseOutcome::of(v), m),
+        (RunEnd::Finished, _) => (validator, validator_message),
     }
 }
 
@@ -817,6 +823,47 @@ mod tests {
     fn wall_limit_is_twice_plus_a_second() {
         assert_eq!(wall_limit_ms(1000), 3000);
         assert_eq!(wall_limit_ms(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn interactive_verdict_rules() {
+        let wa = CaseOutcome::of(Verdict::WA);
+        let ac = CaseOutcome::of(Verdict::AC);
+        let ie = CaseOutcome::of(Verdict::IE);
+        let tle = || RunEnd::Failed(Verdict::TLE, "wall".into());
+        let m = || "validator says".to_string();
+        // The validator's earlier WA wins over the program's later TLE.
+        assert_eq!(combine_interactive(tle(), wa, m(), true), (wa, m()));
+        // The program failed first: its verdict, whatever the validator then said.
+        assert_eq!(
+            combine_interactive(tle(), wa, m(), false),
+            (CaseOutcome::of(Verdict::TLE), "wall".into())
+        );
+        assert_eq!(
+            combine_interactive(tle(), ie, m(), false).0.verdict,
+            Verdict::TLE
+        );
+        assert_eq!(
+            combine_interactive(tle(), ac, m(), true).0.verdict,
+            Verdict::TLE
+        );
+        // The program exited 0: the validator decides.
+        assert_eq!(
+            combine_interactive(RunEnd::Finished, ac, m(), false),
+            (ac, m())
+        );
+        assert_eq!(
+            combine_interactive(RunEnd::Finished, wa, m(), false)
+                .0
+                .verdict,
+            Verdict::WA
+        );
+        assert_eq!(
+            combine_interactive(RunEnd::Finished, ie, m(), true)
+                .0
+                .verdict,
+            Verdict::IE
+        );
     }
 
     #[test]
