@@ -11,8 +11,9 @@ use anyhow::{bail, Context};
 use rand::Rng;
 
 use crate::judge::program::{compile, CompileLimits, Program};
-use crate::judge::runner::{judge_program, JudgeOptions};
+use crate::judge::runner::{judge_program, submission_run_spec, JudgeOptions};
 use crate::judge::{JudgeEvent, Languages, Problem, Verdict};
+use crate::sandbox::{Output, Stdin};
 
 const APLUSB_CPP: &str = "#include <cstdio>\nint main() { long long a, b; if (std::scanf(\"%lld %lld\", &a, &b) != 2) return 1; std::printf(\"%lld\\n\", a + b); }\n";
 
@@ -104,6 +105,31 @@ pub fn run(tests: u32, sandbox_name: &str) -> anyhow::Result<ExitCode> {
     }
     let bare_time = t1.elapsed();
 
+    // The same runs through the sandbox alone (no validation, no events): what the
+    // sandbox costs, so the rest of the judging time is the judge's own.
+    let t2 = Instant::now();
+    for t in &problem.tests {
+        let spec = submission_run_spec(
+            &compiled,
+            &problem,
+            problem.time_limit_ms(),
+            Stdin::HostFile(t.input.clone()),
+            Output::Capture {
+                limit: problem.output_bytes,
+                kill_on_overflow: true,
+            },
+        );
+        let out = sandbox.run(&spec)?;
+        if out.stdout != std::fs::read(&t.answer)? {
+            bail!(
+                "sandbox run of {} printed the wrong answer ({:?})",
+                t.name,
+                out.status
+            );
+        }
+    }
+    let sandbox_time = t2.elapsed();
+
     let per = |d: Duration| d.as_secs_f64() * 1000.0 / f64::from(tests);
     let ratio = judge_time.as_secs_f64() / bare_time.as_secs_f64().max(1e-9);
     let mut out = std::io::stdout();
@@ -125,6 +151,21 @@ pub fn run(tests: u32, sandbox_name: &str) -> anyhow::Result<ExitCode> {
         bare_time.as_secs_f64() * 1000.0,
         per(bare_time)
     )?;
-    writeln!(out, "ratio judging / bare: {ratio:.2}x (target <= 2x)")?;
+    writeln!(
+        out,
+        "{tests} sandbox runs alone:         {:>9.1} ms  ({:.2} ms/run)",
+        sandbox_time.as_secs_f64() * 1000.0,
+        per(sandbox_time)
+    )?;
+    writeln!(
+        out,
+        "judge's own share (judging - sandbox runs): {:.2} ms/test",
+        per(judge_time.saturating_sub(sandbox_time))
+    )?;
+    writeln!(
+        out,
+        "ratio judging / bare: {ratio:.2}x (target <= 2x); sandbox alone / bare: {:.2}x",
+        sandbox_time.as_secs_f64() / bare_time.as_secs_f64().max(1e-9)
+    )?;
     Ok(ExitCode::SUCCESS)
 }

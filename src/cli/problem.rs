@@ -137,7 +137,7 @@ pub fn report_lines(r: &VerifyReport) -> Vec<String> {
         }
     )];
     out.push(format!(
-        "{:<w$}  {:<10}  {:<7}  {:>7}  result",
+        "{:<w$}  {:<10}  {:<9}  {:>7}  result",
         "submission", "language", "verdict", "time ms"
     ));
     for s in &r.submissions {
@@ -155,7 +155,7 @@ pub fn report_lines(r: &VerifyReport) -> Vec<String> {
             (None, false) => format!("MISMATCH: {}", s.message),
         };
         out.push(format!(
-            "{:<w$}  {:<10}  {:<7}  {:>7}  {result}",
+            "{:<w$}  {:<10}  {:<9}  {:>7}  {result}",
             s.path,
             s.language.as_deref().unwrap_or("?"),
             format!("{verdict}{score}"),

@@ -257,6 +257,41 @@ fn with_newline(s: &str) -> String {
     }
 }
 
+/// The [`RunSpec`] of one run of a compiled submission on `problem` with CPU limit
+/// `tl_ms`: the compiled files, the language's run argv, environment, mounts and pids;
+/// wall limit [`wall_limit_ms`]; the problem's memory limit; its output limit as the
+/// file size limit (stdout's cap is the caller's `stdout`); stderr captured up to 64 KiB.
+pub fn submission_run_spec(
+    compiled: &Compiled,
+    problem: &Problem,
+    tl_ms: u64,
+    stdin: Stdin,
+    stdout: Output,
+) -> RunSpec {
+    RunSpec {
+        argv: compiled.run_argv(problem.memory_bytes),
+        env: compiled.lang.environment(),
+        files: compiled.files.clone(),
+        stdin,
+        stdout,
+        stderr: Output::Capture {
+            limit: STDERR_CAP,
+            kill_on_overflow: false,
+        },
+        mounts: compiled.mounts.clone(),
+        limits: Limits {
+            cpu_ms: tl_ms,
+            wall_ms: wall_limit_ms(tl_ms),
+            memory_bytes: problem.memory_bytes,
+            pids: compiled.lang.pids,
+            file_size_bytes: problem.output_bytes,
+            open_files: 256,
+            disk_bytes: 64 << 20,
+        },
+        collect: vec![],
+    }
+}
+
 /// How outputs of this problem are checked.
 enum Checker {
     /// The built-in default validator.
@@ -330,34 +365,8 @@ fn signal_name(sig: i32) -> String {
 }
 
 impl TestContext<'_> {
-    fn submission_limits(&self) -> Limits {
-        let lang = &self.compiled.lang;
-        Limits {
-            cpu_ms: self.tl_ms,
-            wall_ms: wall_limit_ms(self.tl_ms),
-            memory_bytes: self.problem.memory_bytes,
-            pids: lang.pids,
-            file_size_bytes: self.problem.output_bytes,
-            open_files: 256,
-            disk_bytes: 64 << 20,
-        }
-    }
-
     fn submission_spec(&self, stdin: Stdin, stdout: Output) -> RunSpec {
-        RunSpec {
-            argv: self.compiled.run_argv(self.problem.memory_bytes),
-            env: self.compiled.lang.environment(),
-            files: self.compiled.files.clone(),
-            stdin,
-            stdout,
-            stderr: Output::Capture {
-                limit: STDERR_CAP,
-                kill_on_overflow: false,
-            },
-            mounts: self.compiled.mounts.clone(),
-            limits: self.submission_limits(),
-            collect: vec![],
-        }
+        submission_run_spec(self.compiled, self.problem, self.tl_ms, stdin, stdout)
     }
 
     /// Classifies a finished run of the submission.
