@@ -36,24 +36,38 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// The server URL and token to use: the flags (clap fills them from `JUDGE_SERVER` /
+/// `JUDGE_TOKEN`), then the client credentials file `judge serve` wrote. `judge top` uses
+/// this too, with its own HTTP client (short timeouts, typed errors).
+///
+/// Errors: the credentials file is unreadable, or no server or no token anywhere (the
+/// message says where to put them).
+pub fn resolve_credentials(
+    server: Option<String>,
+    token: Option<String>,
+) -> anyhow::Result<ClientCredentials> {
+    let path = credentials::path_in(&client_config_dir());
+    let file = if server.is_none() || token.is_none() {
+        ClientCredentials::read(&path).map_err(|e| anyhow!(e))?
+    } else {
+        None
+    };
+    let server = server.or_else(|| file.as_ref().map(|f| f.server.clone())).ok_or_else(|| {
+        anyhow!("no server: pass --server URL, set JUDGE_SERVER, or start `judge serve` once on this machine (it writes {})", path.display())
+    })?;
+    let token = token.or_else(|| file.map(|f| f.token)).ok_or_else(|| {
+        anyhow!("no API token: pass --token, set JUDGE_TOKEN, or ask an admin for one (`judge token create`)")
+    })?;
+    Ok(ClientCredentials { server, token })
+}
+
 impl Client {
     /// Resolves the server URL and token from flags/env, then the client credentials file.
     ///
     /// Errors: no server or no token anywhere (the message says where to put them).
     pub fn resolve(server: Option<String>, token: Option<String>) -> anyhow::Result<Client> {
-        let path = credentials::path_in(&client_config_dir());
-        let file = if server.is_none() || token.is_none() {
-            ClientCredentials::read(&path).map_err(|e| anyhow!(e))?
-        } else {
-            None
-        };
-        let server = server.or_else(|| file.as_ref().map(|f| f.server.clone())).ok_or_else(|| {
-            anyhow!("no server: pass --server URL, set JUDGE_SERVER, or start `judge serve` once on this machine (it writes {})", path.display())
-        })?;
-        let token = token.or_else(|| file.map(|f| f.token)).ok_or_else(|| {
-            anyhow!("no API token: pass --token, set JUDGE_TOKEN, or ask an admin for one (`judge token create`)")
-        })?;
-        Client::new(&server, &token)
+        let creds = resolve_credentials(server, token)?;
+        Client::new(&creds.server, &creds.token)
     }
 
     /// A client of `server` sending `token`.

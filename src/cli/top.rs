@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
+
+use crate::cli::client::resolve_credentials;
 
 use crate::tui::run::{self, TopConfig};
 
@@ -45,18 +47,20 @@ fn parse_interval(text: &str) -> anyhow::Result<Duration> {
 }
 
 /// Server URL and admin token: the flags (clap fills them from `JUDGE_SERVER` /
-/// `JUDGE_TOKEN`), else the client config that `judge serve` writes at its first start.
+/// `JUDGE_TOKEN`), else the client credentials `judge serve` writes at its first start
+/// (see [`crate::cli::client::resolve_credentials`]).
 fn resolve_target(
     server: Option<String>,
     token: Option<String>,
 ) -> anyhow::Result<(String, String)> {
-    let server =
-        server.ok_or_else(|| anyhow!("no server: pass --server URL or set JUDGE_SERVER"))?;
-    if !(server.starts_with("http://") || server.starts_with("https://")) {
-        bail!("server URL {server:?} must start with http:// or https://");
+    let creds = resolve_credentials(server, token)?;
+    if !(creds.server.starts_with("http://") || creds.server.starts_with("https://")) {
+        bail!(
+            "server URL {:?} must start with http:// or https://",
+            creds.server
+        );
     }
-    let token = token.ok_or_else(|| anyhow!("no admin token: pass --token or set JUDGE_TOKEN"))?;
-    Ok((server, token))
+    Ok((creds.server, creds.token))
 }
 
 #[cfg(test)]
