@@ -42,26 +42,26 @@ fn write_aplusb(root: &Path, id: &str, n: usize, memory_mib: u64) {
     }
 }
 
-const CPP_AC: &str = "#include <cstdio>\nint main(){long long a,b;if(scanf(\"%lld %lld\",&a,&b)!=2)return 1;printf(\"%lld\\n\",a+b);}\n";
+pub(crate) const CPP_AC: &str = "#include <cstdio>\nint main(){long long a,b;if(scanf(\"%lld %lld\",&a,&b)!=2)return 1;printf(\"%lld\\n\",a+b);}\n";
 const CPP_WA: &str = "#include <cstdio>\nint main(){long long a,b;scanf(\"%lld %lld\",&a,&b);printf(\"%lld\\n\",a-b);}\n";
 const CPP_TLE: &str = "int main(){volatile unsigned long x=0;for(;;)x++;}\n";
 const CPP_CE: &str = "int main(){ this is not C++ }\n";
-const PY_AC: &str = "a, b = map(int, input().split())\nprint(a + b)\n";
+pub(crate) const PY_AC: &str = "a, b = map(int, input().split())\nprint(a + b)\n";
 const PY_WA: &str = "a, b = map(int, input().split())\nprint(a * b + 1)\n";
 const PY_TLE: &str = "while True:\n    pass\n";
 const PY_CE: &str = "def main(:\n    print(1)\n";
 
 /// A running `judge serve`; killed (SIGKILL) on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     data: PathBuf,
-    config_dir: PathBuf,
+    pub(crate) config_dir: PathBuf,
     config: PathBuf,
-    token: String,
+    pub(crate) token: String,
 }
 
-struct Env {
+pub(crate) struct Env {
     _tmp: tempfile::TempDir,
     data: PathBuf,
     config_dir: PathBuf,
@@ -69,7 +69,7 @@ struct Env {
     config: PathBuf,
 }
 
-fn env(config: &str) -> Env {
+pub(crate) fn env(config: &str) -> Env {
     let tmp = tempfile::tempdir().unwrap();
     let problems = tmp.path().join("problems");
     write_aplusb(&problems, "aplusb", 10, 256);
@@ -92,7 +92,7 @@ fn env(config: &str) -> Env {
 }
 
 impl Server {
-    fn start(e: &Env) -> Server {
+    pub(crate) fn start(e: &Env) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&e.data)
@@ -175,7 +175,7 @@ impl Server {
         (status, resp.json().unwrap_or(Value::Null), headers)
     }
 
-    fn get(&self, token: Option<&str>, path: &str) -> (u16, Value) {
+    pub(crate) fn get(&self, token: Option<&str>, path: &str) -> (u16, Value) {
         let mut req = Self::http().get(format!("{}{path}", self.url));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -185,7 +185,13 @@ impl Server {
         (status, resp.json().unwrap_or(Value::Null))
     }
 
-    fn submit(&self, token: &str, problem: &str, language: &str, source: &str) -> String {
+    pub(crate) fn submit(
+        &self,
+        token: &str,
+        problem: &str,
+        language: &str,
+        source: &str,
+    ) -> String {
         let (status, body, _) = self.post(
             Some(token),
             "/api/v1/submissions",

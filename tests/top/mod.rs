@@ -1,12 +1,17 @@
 //! `judge top` end to end: a real `judge serve` (judging paused, so queued submissions
-//! stay queued and the queue depth is stable), and `judge top` running inside a detached
-//! tmux session that the test reads with `capture-pane` and drives with `send-keys`.
+//! stay queued and the queue depth is stable; the server helper is the serve tests' one),
+//! and `judge top` running inside a detached tmux session that the test reads with
+//! `capture-pane` and drives with `send-keys`.
 //!
 //! Needs tmux (install.sh installs it); skips with a printed reason when it is missing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use judge::engine::model::Stats;
+
+use crate::serve::{env, Server, CPP_AC, PY_AC};
 
 const BIN: &str = env!("CARGO_BIN_EXE_judge");
 
@@ -107,6 +112,175 @@ impl Drop for Tmux {
     }
 }
 
+/// The queue depth each pool card shows: for a card titled `┌ NAME · backend`, the number
+/// after `queue ` on the line below, within the card's columns. `None` when not on screen.
+fn shown_queue_depths(screen: &str, pools: &[String]) -> Vec<(String, Option<u64>)> {
+    let lines: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
+    let shown = |name: &str| -> Option<u64> {
+        let title: Vec<char> = format!(" {name} ·").chars().collect();
+        let (y, x) = lines.iter().enumerate().find_map(|(y, line)| {
+            line.windows(title.len())
+                .position(|w| w == title.as_slice())
+                .map(|x| (y, x))
+        })?;
+        // From the card's top-left corner (`┌ NAME` or `┌‹ NAME`), the line below starts
+        // with the card's left border.
+        let corner = lines[y][..=x].iter().rposition(|c| *c == '┌')?;
+        let below: String = lines.get(y + 1)?.iter().skip(corner).collect();
+        let inside = below.split('│').nth(1)?;
+        inside
+            .trim()
+            .strip_prefix("queue ")?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    pools
+        .iter()
+        .map(|name| (name.clone(), shown(name)))
+        .collect()
+}
+
+fn stats(server: &Server) -> Stats {
+    let (status, body) = server.get(Some(&server.token), "/api/v1/stats");
+    assert_eq!(status, 200, "stats: {body}");
+    serde_json::from_value(body).expect("stats in the model's shape")
+}
+
+fn expected_depths(stats: &Stats) -> Vec<(String, Option<u64>)> {
+    stats
+        .pools
+        .iter()
+        .map(|p| (p.name.clone(), Some(p.queue_depth.total())))
+        .collect()
+}
+
+#[test]
+fn top_shows_the_servers_queue_depth_and_restores_the_terminal() {
+    if !Tmux::available() {
+        eprintln!("SKIP top_shows_the_servers_queue_depth: tmux is not installed (install.sh installs it)");
+        return;
+    }
+    let e = env("paused = true\n");
+    let server = Server::start(&e);
+    // Python goes to the container pool, C++ to microvm; judging is paused, so they wait.
+    for _ in 0..4 {
+        server.submit(&server.token, "aplusb", "python3", PY_AC);
+    }
+    for _ in 0..3 {
+        server.submit(&server.token, "aplusb", "cpp", CPP_AC);
+    }
+    let first = stats(&server);
+    let names: Vec<String> = first.pools.iter().map(|p| p.name.clone()).collect();
+    let want = expected_depths(&first);
+    assert_eq!(want.iter().filter_map(|w| w.1).sum::<u64>(), 7, "{first:?}");
+    assert!(
+        want.iter().filter(|w| w.1 > Some(0)).count() >= 2,
+        "two pools queue: {want:?}"
+    );
+
+    // No --server/--token: `judge top` finds both in the client config `judge serve` wrote.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let run = format!(
+        "JUDGE_CONFIG_DIR={} {BIN} top --interval 300ms 2> {}/top.stderr",
+        server.config_dir.display(),
+        root.display()
+    );
+    let script = top_script(root, &run);
+    let tmux = Tmux::start(&script, 120, 40);
+    let screen = tmux.wait_for(
+        "the queue depths of /api/v1/stats",
+        Duration::from_secs(30),
+        |s| shown_queue_depths(s, &names) == want,
+    );
+    assert!(
+        screen.contains(&server.url),
+        "the header names the server:\n{screen}"
+    );
+    assert_eq!(
+        tmux.display("#{alternate_on}"),
+        "1",
+        "judge top draws on the alternate screen"
+    );
+
+    // The dashboard follows the server: three more submissions show up.
+    for _ in 0..3 {
+        server.submit(&server.token, "aplusb", "python3", PY_AC);
+    }
+    let want = expected_depths(&stats(&server));
+    assert_eq!(want.iter().filter_map(|w| w.1).sum::<u64>(), 10);
+    tmux.wait_for("the new queue depths", Duration::from_secs(30), |s| {
+        shown_queue_depths(s, &names) == want
+    });
+    let screen = tmux.capture();
+    assert!(
+        screen.contains("queued"),
+        "the latest submissions are listed:\n{screen}"
+    );
+
+    // Help overlay on '?', closed by Esc.
+    tmux.send_keys("?");
+    tmux.wait_for("the help overlay", Duration::from_secs(10), |s| {
+        s.contains("refresh now")
+    });
+    tmux.send_keys("Escape");
+    tmux.wait_for("the help to close", Duration::from_secs(10), |s| {
+        !s.contains("refresh now")
+    });
+
+    // Down to 80×24: every pool card still shows the server's figure.
+    let status = tmux
+        .cmd()
+        .args(["resize-window", "-t", "top", "-x", "80", "-y", "24"])
+        .status();
+    assert!(status.unwrap().success());
+    tmux.wait_for("the 80×24 layout", Duration::from_secs(10), |s| {
+        s.lines().count() == 24
+            && s.lines().all(|l| l.chars().count() <= 80)
+            && shown_queue_depths(s, &names) == want
+    });
+
+    // The server goes away: a banner says so, and the last figures stay.
+    drop(server);
+    let screen = tmux.wait_for("the unreachable banner", Duration::from_secs(30), |s| {
+        s.contains("server unreachable — retrying")
+    });
+    assert_eq!(
+        shown_queue_depths(&screen, &names),
+        want,
+        "last figures kept:\n{screen}"
+    );
+
+    // q quits: exit status 0, the normal screen is back, and the tty settings are restored.
+    tmux.send_keys("q");
+    tmux.wait_for("judge top to exit", Duration::from_secs(10), |s| {
+        s.contains("TOP-EXITED")
+    });
+    assert_eq!(
+        read(root, "top.rc"),
+        "0",
+        "stderr: {}",
+        read(root, "top.stderr")
+    );
+    assert_eq!(
+        tmux.display("#{alternate_on}"),
+        "0",
+        "left the alternate screen"
+    );
+    assert_eq!(
+        tmux.display("#{cursor_flag}"),
+        "1",
+        "the cursor is visible again"
+    );
+    assert_eq!(
+        read(root, "stty.after"),
+        read(root, "stty.before"),
+        "raw mode undone"
+    );
+}
+
 #[test]
 fn top_restores_the_terminal_on_sigterm_and_rejects_a_pipe() {
     if !Tmux::available() {
@@ -121,22 +295,13 @@ fn top_restores_the_terminal_on_sigterm_and_rejects_a_pipe() {
         .local_addr()
         .unwrap()
         .port();
-    let d = root.display();
-    let script = root.join("top.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "stty -g > {d}/stty.before\n\
-             {BIN} top --server http://127.0.0.1:{port} --token t --interval 200ms &\n\
-             echo $! > {d}/top.pid\n\
-             wait $!\n\
-             echo $? > {d}/top.rc\n\
-             stty -g > {d}/stty.after\n\
-             echo TOP-EXITED\n\
-             sleep 600\n"
-        ),
-    )
-    .unwrap();
+    let run = format!(
+        "{BIN} top --server http://127.0.0.1:{port} --token t --interval 200ms &\n\
+         echo $! > {}/top.pid\n\
+         wait $!",
+        root.display()
+    );
+    let script = top_script(root, &run);
     let tmux = Tmux::start(&script, 80, 24);
     tmux.wait_for("the unreachable banner", Duration::from_secs(30), |s| {
         s.contains("server unreachable — retrying")
@@ -174,6 +339,27 @@ fn top_restores_the_terminal_on_sigterm_and_rejects_a_pipe() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("needs a terminal"), "{err}");
+}
+
+/// Writes `root/top.sh`: saves the tty settings, runs `run` (a shell line that starts
+/// `judge top`), saves its exit status and the tty settings again, prints `TOP-EXITED`,
+/// then keeps the pane open so the test can read it.
+fn top_script(root: &Path, run: &str) -> PathBuf {
+    let d = root.display();
+    let script = root.join("top.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "stty -g > {d}/stty.before\n\
+             {run}\n\
+             echo $? > {d}/top.rc\n\
+             stty -g > {d}/stty.after\n\
+             echo TOP-EXITED\n\
+             sleep 600\n"
+        ),
+    )
+    .unwrap();
+    script
 }
 
 fn read(root: &Path, name: &str) -> String {
