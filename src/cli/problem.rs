@@ -199,6 +199,14 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 bar.set_message(p.current.clone());
             });
             bar.finish_and_clear();
+            if report.time_limit_derived && report.ok {
+                // Remember it where `judge test`, the engine, DOMjudge and BAPCtools look.
+                let secs = report.time_limit_ms as f64 / 1000.0;
+                let path = problem.dir.join(".timelimit");
+                std::fs::write(&path, format!("{secs}\n"))
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("derived time limit {secs} s written to {}", path.display());
+            }
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

@@ -181,6 +181,58 @@ fn shipped_problems_load_with_their_types() {
     ));
 }
 
+/// A package without a time limit: `judge problem verify` derives it from the accepted
+/// submissions (smallest whole second ≥ 2 × the slowest accepted run), checks the
+/// time_limit_exceeded ones still time out at 1.5 × that, and writes `.timelimit`.
+#[test]
+fn time_limit_is_derived_from_the_accepted_submissions() {
+    if sandbox().is_none() || !toolchain("c") {
+        return;
+    }
+    let (t, p) = package(
+        "derive",
+        &[
+            ("problem.yaml", "problem_format_version: 2023-07-draft\nname: Derive\n"),
+            ("data/secret/1.in", "2 3\n"),
+            ("data/secret/1.ans", "5\n"),
+            (
+                "submissions/accepted/add.c",
+                "#include <stdio.h>\nint main(){long long a,b; scanf(\"%lld %lld\",&a,&b); printf(\"%lld\\n\",a+b);}\n",
+            ),
+            (
+                "submissions/time_limit_exceeded/spin.c",
+                "int main(){volatile unsigned long x=0; for(;;) x++;}\n",
+            ),
+        ],
+    );
+    assert_eq!(
+        p.time_limit_source,
+        ::judge::judge::problem::TimeLimitSource::Default
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_judge"))
+        .args(["problem", "verify", "--json"])
+        .arg(&p.dir)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    assert_eq!(v["time_limit_derived"], true);
+    assert_eq!(v["time_limit_ms"], 1000);
+    assert_eq!(
+        std::fs::read_to_string(p.dir.join(".timelimit"))
+            .unwrap()
+            .trim(),
+        "1"
+    );
+    let again = Problem::load(&p.dir).unwrap();
+    assert_eq!(again.time_limit_ms(), 1000);
+    assert_eq!(
+        again.time_limit_source,
+        ::judge::judge::problem::TimeLimitSource::TimelimitFile
+    );
+    drop(t);
+}
+
 /// V7: CRLF, no final newline, trailing spaces, extra blank lines, a CRLF answer file:
 /// AC under the default validator; only the exact whitespace under space_change_sensitive.
 #[test]
