@@ -95,7 +95,7 @@ pub struct Language {
     pub pids: u32,
     /// Processes + threads allowed while compiling.
     pub compile_pids: u32,
-    /// Stderr substrings that make a failed run MLE.
+    /// Substrings of stderr (or of the last 4 KiB of stdout) that make a failed run MLE.
     #[serde(default)]
     pub oom_markers: Vec<String>,
 }

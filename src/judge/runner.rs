@@ -377,13 +377,16 @@ impl TestContext<'_> {
                 format!("CPU time over the limit of {} ms", self.tl_ms),
             );
         }
+        // The markers may be on stderr or (the JVM's "Terminating due to
+        // java.lang.OutOfMemoryError") at the end of stdout.
         let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail = String::from_utf8_lossy(&out.stdout[out.stdout.len().saturating_sub(4096)..]);
         let oom = self
             .compiled
             .lang
             .oom_markers
             .iter()
-            .any(|m| stderr.contains(m.as_str()));
+            .any(|m| stderr.contains(m.as_str()) || tail.contains(m.as_str()));
         match out.status {
             Status::Ok => RunEnd::Finished,
             Status::TimeLimit => unreachable!("handled above"),

@@ -233,6 +233,26 @@ fn time_limit_is_derived_from_the_accepted_submissions() {
     drop(t);
 }
 
+/// Java's heap is capped at the memory limit (-Xmx) and an OutOfMemoryError is MLE, not
+/// RTE; a deep recursion fits the 64 MiB thread stack (-Xss64m).
+#[test]
+fn java_out_of_memory_is_mle() {
+    let Some(sb) = sandbox() else { return };
+    if !toolchain("java") {
+        return;
+    }
+    let p = aplusb();
+    let hog = "public class Hog { public static void main(String[] a) { long[] x = new long[1 << 27]; x[5] = 1; System.out.println(x.length); } }\n";
+    let r = run(sb.as_ref(), &p, "java", hog);
+    assert_eq!(r.verdict, Verdict::MLE, "{r:?}");
+    assert!(r.tests[0].message.contains("memory"), "{:?}", r.tests[0]);
+    let deep = "import java.util.*;\npublic class Deep { static long f(int n) { return n == 0 ? 0 : 1 + f(n - 1); }\n\
+                public static void main(String[] a) { Scanner s = new Scanner(System.in); long x = s.nextLong(), y = s.nextLong();\n\
+                if (f(200000) != 200000) return; System.out.println(x + y); } }\n";
+    let r = run(sb.as_ref(), &p, "java", deep);
+    assert_eq!(r.verdict, Verdict::AC, "{r:?}");
+}
+
 /// V7: CRLF, no final newline, trailing spaces, extra blank lines, a CRLF answer file:
 /// AC under the default validator; only the exact whitespace under space_change_sensitive.
 #[test]
