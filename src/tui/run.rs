@@ -16,7 +16,9 @@ use crossterm::{cursor, execute, terminal};
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 
-use super::app::{Action, App};
+use tokio::sync::watch;
+
+use super::app::{Action, App, FetchResult};
 use super::fetch::{ApiClient, Fetcher};
 use super::ui;
 
@@ -56,9 +58,6 @@ pub enum TopError {
 /// Errors: [`TopError::NotATerminal`] when stdout is not a TTY, [`TopError::Client`],
 /// and [`TopError::Io`] for terminal failures (the terminal is restored first).
 pub fn run(config: TopConfig) -> Result<(), TopError> {
-    if !io::stdout().is_terminal() {
-        return Err(TopError::NotATerminal);
-    }
     let client = ApiClient::new(&config.server, &config.token)
         .map_err(|e| TopError::Client(e.to_string()))?;
     let quit_signal = Arc::new(AtomicBool::new(false));
@@ -69,14 +68,44 @@ pub fn run(config: TopConfig) -> Result<(), TopError> {
     ] {
         signal_hook::flag::register(sig, Arc::clone(&quit_signal))?;
     }
-    let (fetcher, mut results) = Fetcher::spawn(client, config.interval)?;
+    with_terminal(|terminal| {
+        let (fetcher, results) = Fetcher::spawn(client, config.interval)?;
+        let app = App::new(config.server, config.interval, Instant::now());
+        event_loop(terminal, app, &fetcher, results, &quit_signal)
+    })
+}
 
+/// The terminal `judge top` draws on.
+pub type Term = Terminal<CrosstermBackend<io::Stdout>>;
+
+/// Runs `body` with the terminal in raw mode on the alternate screen, cursor hidden, and
+/// gives the terminal back afterwards whichever way `body` ends: a value, an error, or a
+/// panic (through the panic hook, before the panic message is printed).
+///
+/// Errors: [`TopError::NotATerminal`] when stdout is not a TTY, [`TopError::Io`] when the
+/// terminal cannot be set up or restored, and `body`'s own error.
+pub fn with_terminal<R>(
+    body: impl FnOnce(&mut Term) -> Result<R, TopError>,
+) -> Result<R, TopError> {
+    if !io::stdout().is_terminal() {
+        return Err(TopError::NotATerminal);
+    }
     let mut guard = TerminalGuard::enter()?;
-    let mut app = App::new(config.server, config.interval, Instant::now());
-    loop {
-        if quit_signal.load(Ordering::Relaxed) {
-            break;
-        }
+    let result = body(&mut guard.terminal);
+    let restored = guard.restore();
+    let value = result?;
+    restored?;
+    Ok(value)
+}
+
+fn event_loop(
+    terminal: &mut Term,
+    mut app: App,
+    fetcher: &Fetcher,
+    mut results: watch::Receiver<Option<FetchResult>>,
+    quit_signal: &AtomicBool,
+) -> Result<(), TopError> {
+    while !quit_signal.load(Ordering::Relaxed) {
         match results.has_changed() {
             Ok(true) => {
                 if let Some(r) = results.borrow_and_update().clone() {
@@ -89,7 +118,7 @@ pub fn run(config: TopConfig) -> Result<(), TopError> {
             Err(_) => return Err(TopError::FetcherStopped),
         }
         app.now = Instant::now();
-        guard.terminal.draw(|f| ui::draw(f, &app))?;
+        terminal.draw(|f| ui::draw(f, &app))?;
         if !event::poll(TICK)? {
             continue;
         }
@@ -97,11 +126,11 @@ pub fn run(config: TopConfig) -> Result<(), TopError> {
         loop {
             match event::read()? {
                 Event::Key(key) => match app.handle_key(key) {
-                    Action::Quit => return finish(guard),
+                    Action::Quit => return Ok(()),
                     Action::RefreshNow => fetcher.refresh_now(),
                     Action::None => {}
                 },
-                Event::Resize(_, _) => guard.terminal.autoresize()?,
+                Event::Resize(_, _) => terminal.autoresize()?,
                 _ => {}
             }
             if !event::poll(Duration::ZERO)? {
@@ -109,11 +138,6 @@ pub fn run(config: TopConfig) -> Result<(), TopError> {
             }
         }
     }
-    finish(guard)
-}
-
-fn finish(guard: TerminalGuard) -> Result<(), TopError> {
-    guard.restore()?;
     Ok(())
 }
 
@@ -125,7 +149,7 @@ static TERMINAL_ACTIVE: AtomicBool = AtomicBool::new(false);
 /// the cursor) when dropped, and installs a panic hook that restores before the previous
 /// hook prints the panic.
 struct TerminalGuard {
-    terminal: Terminal<CrosstermBackend<io::Stdout>>,
+    terminal: Term,
 }
 
 impl TerminalGuard {

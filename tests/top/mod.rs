@@ -255,30 +255,8 @@ fn top_shows_the_servers_queue_depth_and_restores_the_terminal() {
 
     // q quits: exit status 0, the normal screen is back, and the tty settings are restored.
     tmux.send_keys("q");
-    tmux.wait_for("judge top to exit", Duration::from_secs(10), |s| {
-        s.contains("TOP-EXITED")
-    });
-    assert_eq!(
-        read(root, "top.rc"),
-        "0",
-        "stderr: {}",
-        read(root, "top.stderr")
-    );
-    assert_eq!(
-        tmux.display("#{alternate_on}"),
-        "0",
-        "left the alternate screen"
-    );
-    assert_eq!(
-        tmux.display("#{cursor_flag}"),
-        "1",
-        "the cursor is visible again"
-    );
-    assert_eq!(
-        read(root, "stty.after"),
-        read(root, "stty.before"),
-        "raw mode undone"
-    );
+    let stderr = || read(root, "top.stderr");
+    assert_exited_and_restored(&tmux, root, "0", stderr);
 }
 
 #[test]
@@ -317,12 +295,7 @@ fn top_restores_the_terminal_on_sigterm_and_rejects_a_pipe() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    tmux.wait_for("judge top to exit", Duration::from_secs(10), |s| {
-        s.contains("TOP-EXITED")
-    });
-    assert_eq!(read(root, "top.rc"), "0");
-    assert_eq!(tmux.display("#{alternate_on}"), "0");
-    assert_eq!(read(root, "stty.after"), read(root, "stty.before"));
+    assert_exited_and_restored(&tmux, root, "0", String::new);
 
     // Without a terminal it refuses at once, with a reason, instead of garbling a pipe.
     let out = Command::new(BIN)
@@ -339,6 +312,85 @@ fn top_restores_the_terminal_on_sigterm_and_rejects_a_pipe() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("needs a terminal"), "{err}");
+}
+
+/// Set in the environment of [`panic_inside_the_dashboard_child`] when the parent test runs
+/// it inside tmux.
+const PANIC_CHILD: &str = "JUDGE_TOP_TEST_PANIC_CHILD";
+
+/// Not a test on its own: the child of
+/// [`top_restores_the_terminal_when_the_dashboard_panics`], which runs this test binary
+/// inside tmux with `--ignored --exact` and [`PANIC_CHILD`] set. It enters the dashboard's
+/// terminal mode, draws, and panics.
+#[test]
+#[ignore = "run by top_restores_the_terminal_when_the_dashboard_panics inside tmux"]
+fn panic_inside_the_dashboard_child() {
+    if std::env::var_os(PANIC_CHILD).is_none() {
+        return;
+    }
+    let _ = judge::tui::run::with_terminal(|t| -> Result<(), judge::tui::run::TopError> {
+        t.draw(|f| {
+            f.render_widget(
+                ratatui::widgets::Paragraph::new("inside the dashboard"),
+                f.area(),
+            )
+        })?;
+        std::thread::sleep(Duration::from_millis(300));
+        panic!("deliberate panic inside the dashboard");
+    });
+}
+
+#[test]
+fn top_restores_the_terminal_when_the_dashboard_panics() {
+    if !Tmux::available() {
+        eprintln!("SKIP top_restores_the_terminal_when_the_dashboard_panics: tmux is not installed (install.sh installs it)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let me = std::env::current_exe().unwrap();
+    let run = format!(
+        "{PANIC_CHILD}=1 {} --exact top::panic_inside_the_dashboard_child --ignored \
+         --nocapture --test-threads 1 2> {d}/child.err",
+        me.display(),
+        d = root.display()
+    );
+    let script = top_script(root, &run);
+    let tmux = Tmux::start(&script, 100, 30);
+    // The child's stdout is the pane (it needs a terminal); its stderr, where the panic
+    // message goes, is a file. The test binary exits 101 for the failed child.
+    let stderr = || read(root, "child.err");
+    assert_exited_and_restored(&tmux, root, "101", stderr);
+    let out = stderr();
+    assert!(
+        out.contains("deliberate panic inside the dashboard"),
+        "{out}"
+    );
+}
+
+/// Waits for the script of [`top_script`] to finish, then checks the exit status of what
+/// it ran (`log` says why when it differs) and that the terminal is back as it was: the
+/// normal screen, a visible cursor, and the tty settings from before (raw mode undone).
+fn assert_exited_and_restored(tmux: &Tmux, root: &Path, rc: &str, log: impl Fn() -> String) {
+    tmux.wait_for("judge top to exit", Duration::from_secs(60), |s| {
+        s.contains("TOP-EXITED")
+    });
+    assert_eq!(read(root, "top.rc"), rc, "{}", log());
+    assert_eq!(
+        tmux.display("#{alternate_on}"),
+        "0",
+        "left the alternate screen"
+    );
+    assert_eq!(
+        tmux.display("#{cursor_flag}"),
+        "1",
+        "the cursor is visible again"
+    );
+    assert_eq!(
+        read(root, "stty.after"),
+        read(root, "stty.before"),
+        "raw mode undone"
+    );
 }
 
 /// Writes `root/top.sh`: saves the tty settings, runs `run` (a shell line that starts
