@@ -38,7 +38,8 @@ pub fn draw(frame: &mut Frame, app: &App) {
     let banner = banner(app);
     let rest = area.height - 2 - u16::from(banner.is_some());
     let alerts_h = alerts_height(app, rest);
-    let pools_h = rest.saturating_sub(alerts_h + 6).clamp(9, 18);
+    // The pool cards get what the alerts and at least 7 rows of lists leave, 9 to 18 rows.
+    let pools_h = rest.saturating_sub(alerts_h + 7).clamp(9, 18);
     let [header_a, banner_a, pools_a, alerts_a, bottom_a, footer_a] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(u16::from(banner.is_some())),
@@ -473,11 +474,12 @@ fn draw_pool_card(frame: &mut Frame, area: Rect, app: &App, pool: &PoolStats, ma
     );
     frame.render_widget(
         Paragraph::new(Span::styled(
-            fit(
-                format!("high {} · normal {} · low {}", q.high, q.normal, q.low),
-                format!("h {} · n {} · l {}", q.high, q.normal, q.low),
-                prio_a.width,
-            ),
+            // The same form on every card of a row: long labels from 30 columns on.
+            if prio_a.width >= 30 {
+                format!("high {} · normal {} · low {}", q.high, q.normal, q.low)
+            } else {
+                format!("h {} · n {} · l {}", q.high, q.normal, q.low)
+            },
             dim(),
         )),
         prio_a,
@@ -558,15 +560,6 @@ fn draw_pool_card(frame: &mut Frame, area: Rect, app: &App, pool: &PoolStats, ma
         ])),
         cold_a,
     );
-}
-
-/// `full` when it fits in `width` columns, else `short`.
-fn fit(full: String, short: String, width: u16) -> String {
-    if full.chars().count() <= usize::from(width) {
-        full
-    } else {
-        short
-    }
 }
 
 /// `busy 6/8 ██████░░ 75%`: busy slots over slots as a text gauge that stays readable
@@ -807,7 +800,7 @@ fn draw_submissions(frame: &mut Frame, area: Rect, app: &App) {
             Constraint::Length(7),
             Constraint::Fill(2),
             Constraint::Fill(2),
-            Constraint::Length(6),
+            Constraint::Length(10),
             Constraint::Length(9),
             Constraint::Fill(1),
         ]
