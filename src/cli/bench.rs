@@ -54,6 +54,8 @@ pub enum Command {
 
 #[path = "bench_load.rs"]
 mod load;
+#[path = "bench_sandbox.rs"]
+mod sandbox_bench;
 
 /// Runs `judge bench ...`.
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
@@ -96,8 +98,6 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Judge { tests, sandbox } => crate::cli::bench_judge::run(tests, &sandbox),
-        Command::Sandbox { .. } => {
-            anyhow::bail!("this benchmark is not built yet")
-        }
+        Command::Sandbox { runs } => sandbox_bench::run(runs),
     }
 }

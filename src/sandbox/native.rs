@@ -139,6 +139,8 @@ struct WarmBox {
     work: OwnedFd,
     tmp: OwnedFd,
     slots: Arc<Slots>,
+    /// tmpfs options last applied to `/box` and `/tmp` (skipped when unchanged).
+    mounted_opts: Option<(CString, CString)>,
 }
 
 impl Drop for WarmBox {
@@ -650,6 +652,7 @@ impl NativeSandbox {
             work,
             tmp,
             slots: inner.slots.clone(),
+            mounted_opts: None,
         })
     }
 
@@ -692,11 +695,10 @@ impl NativeSandbox {
         }
     }
 
-    fn run_in_box(&self, spec: &RunSpec, b: &WarmBox) -> Result<RunOutcome, SandboxError> {
-        let inner = &self.inner;
-        let limits = &spec.limits;
-        // Input files; their bytes are added to the tmpfs size so that disk_bytes is
-        // what the program itself may write.
+    /// Writes the spec's input files into the box's work folder; returns their size
+    /// rounded up to pages (added to the tmpfs size, so that `disk_bytes` is what the
+    /// program itself may write).
+    fn write_inputs(spec: &RunSpec, b: &WarmBox) -> Result<u64, SandboxError> {
         let mut input_bytes = 0u64;
         for f in &spec.files {
             boxfs::write_file(
@@ -709,6 +711,17 @@ impl NativeSandbox {
             )?;
             input_bytes += (f.content.len() as u64).div_ceil(4096) * 4096 + 4096;
         }
+        Ok(input_bytes)
+    }
+
+    fn run_in_box(
+        &self,
+        spec: &RunSpec,
+        b: &mut WarmBox,
+        input_bytes: u64,
+    ) -> Result<RunOutcome, SandboxError> {
+        let inner = &self.inner;
+        let limits = &spec.limits;
         let inodes = (limits.disk_bytes / 4096).max(1024);
         let box_opts = CString::new(format!(
             "size={},nr_inodes={}",
@@ -733,8 +746,16 @@ impl NativeSandbox {
                 // The box's init is one task of the cgroup too.
                 pids: limits.pids.saturating_add(1),
             },
+            // No freezer: killing the box's init takes the whole PID namespace down
+            // atomically, so nothing can fork away while being killed.
+            false,
         )?;
-        let result = self.run_prepared(spec, b, &prepared, stdio, &cg, &box_opts, &tmp_opts);
+        let opts = (box_opts, tmp_opts);
+        let remount = b.mounted_opts.as_ref() != Some(&opts);
+        let result = self.run_prepared(spec, b, &prepared, stdio, &cg, remount.then_some(&opts));
+        if result.is_ok() {
+            b.mounted_opts = Some(opts);
+        }
         // Whatever happened: nothing of the run survives, the cgroup goes away.
         let killed = cg.kill_all();
         let removed = cg.remove();
@@ -758,8 +779,7 @@ impl NativeSandbox {
         prepared: &Prepared,
         stdio: Stdio,
         cg: &super::cgroup::RunCgroup,
-        box_opts: &CString,
-        tmp_opts: &CString,
+        remount: Option<&(CString, CString)>,
     ) -> Result<RunOutcome, SandboxError> {
         let inner = &self.inner;
         let (rep_r, rep_w) = sys::pipe().map_err(internal)?;
@@ -777,8 +797,7 @@ impl NativeSandbox {
                 &join,
                 netns,
                 mntns,
-                box_opts,
-                tmp_opts,
+                remount,
                 prepared,
                 child_fds,
                 rep_w.as_raw_fd(),
@@ -866,8 +885,7 @@ fn box_init(
     join: &[RawFd],
     netns: RawFd,
     mntns: RawFd,
-    box_opts: &CString,
-    tmp_opts: &CString,
+    remount: Option<&(CString, CString)>,
     prepared: &Prepared,
     stdio: [RawFd; 3],
     report: RawFd,
@@ -902,26 +920,30 @@ fn box_init(
         if libc::sethostname(c"box".as_ptr(), 3) != 0 {
             fail(stage::HOSTNAME);
         }
-        let remount = libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV;
-        if libc::mount(
-            std::ptr::null(),
-            c"/box".as_ptr(),
-            std::ptr::null(),
-            remount,
-            box_opts.as_ptr().cast(),
-        ) != 0
-        {
-            fail(stage::REMOUNT_BOX);
-        }
-        if libc::mount(
-            std::ptr::null(),
-            c"/tmp".as_ptr(),
-            std::ptr::null(),
-            remount,
-            tmp_opts.as_ptr().cast(),
-        ) != 0
-        {
-            fail(stage::REMOUNT_TMP);
+        // Size the tmpfs mounts for this run (skipped when the previous run of this box
+        // used the same options).
+        if let Some((box_opts, tmp_opts)) = remount {
+            let flags = libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV;
+            if libc::mount(
+                std::ptr::null(),
+                c"/box".as_ptr(),
+                std::ptr::null(),
+                flags,
+                box_opts.as_ptr().cast(),
+            ) != 0
+            {
+                fail(stage::REMOUNT_BOX);
+            }
+            if libc::mount(
+                std::ptr::null(),
+                c"/tmp".as_ptr(),
+                std::ptr::null(),
+                flags,
+                tmp_opts.as_ptr().cast(),
+            ) != 0
+            {
+                fail(stage::REMOUNT_TMP);
+            }
         }
         // The previous run's /proc (of a dead PID namespace) goes; a fresh one comes.
         libc::umount2(c"/proc".as_ptr(), libc::MNT_DETACH);
@@ -983,8 +1005,18 @@ impl Sandbox for NativeSandbox {
         for m in &spec.mounts {
             check_mount(m)?;
         }
-        let b = self.take_box(&spec.mounts)?;
-        let r = self.run_in_box(spec, &b);
+        let mut b = self.take_box(&spec.mounts)?;
+        // A warm box's tmpfs keeps the size of its previous run: input files larger
+        // than that fail to fit, and a fresh box (sized generously) is used instead.
+        let input_bytes = match Self::write_inputs(spec, &b) {
+            Ok(n) => n,
+            Err(_) => {
+                drop(b);
+                b = self.make_box(&spec.mounts)?;
+                Self::write_inputs(spec, &b)?
+            }
+        };
+        let r = self.run_in_box(spec, &mut b, input_bytes);
         match &r {
             Ok(_) => self.recycle(b, &spec.mounts),
             // A failed run's box may be in any state: drop it (the kernel frees it).

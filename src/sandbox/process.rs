@@ -142,6 +142,7 @@ impl ProcessSandbox {
                     memory_bytes: spec.limits.memory_bytes,
                     pids: spec.limits.pids,
                 },
+                true,
             )?;
             let r = self.run_prepared(spec, &prepared, stdio, &cg);
             let killed = cg.kill_all();

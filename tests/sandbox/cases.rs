@@ -881,3 +881,55 @@ int main(int argc, char **argv){ long n = atol(argv[1]); printf("%ld\n", f(n, 0)
     assert_eq!(o.status, Status::NonzeroExit, "{o:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("RecursionError"));
 }
+
+/// A reused box leaves nothing behind for the next run: files in /box and /tmp, SysV
+/// IPC objects, processes.
+#[test]
+fn reused_box_is_clean() {
+    require_root!();
+    let h = Harness::new();
+    let py = r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+IPC_CREAT = 0o1000
+shm = libc.shmget(0x1234, 4096, IPC_CREAT | 0o600)
+msg = libc.msgget(0x1235, IPC_CREAT | 0o600)
+sem = libc.semget(0x1236, 1, IPC_CREAT | 0o600)
+open("/box/left.txt", "w").write("x"); open("/tmp/left.txt", "w").write("x")
+print(shm >= 0, msg >= 0, sem >= 0)
+"#;
+    let mut spec = sh("", limits(3000, 6000, 128));
+    spec.argv = vec!["/usr/bin/python3".into(), "-c".into(), py.into()];
+    let o = h.run(&spec);
+    assert_eq!(o.stdout, b"True True True\n", "{o:?}");
+    let o = h.run(&sh(
+        "ls -A /box /tmp; cat /proc/sysvipc/shm /proc/sysvipc/msg /proc/sysvipc/sem | grep -v key | wc -l; ls /proc | grep -c '^[0-9]'",
+        limits(1000, 3000, 64),
+    ));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out, "/box:\n\n/tmp:\n0\n4\n", "{out}");
+}
+
+/// Input files larger than what a warm box's tmpfs was last sized for still fit (a
+/// fresh box is made), and `disk_bytes` stays what the program itself may write.
+#[test]
+fn larger_inputs_than_the_warm_box_fit() {
+    require_root!();
+    let h = Harness::new();
+    let mut l = limits(1000, 3000, 64);
+    l.disk_bytes = 1 << 20;
+    h.run(&sh("true", l));
+    let mut spec = sh(
+        "wc -c < big.in; head -c 2000000 /dev/zero > out 2>/dev/null; echo $?",
+        l,
+    );
+    spec.files.push(judge::sandbox::InputFile {
+        path: "big.in".into(),
+        content: Arc::new(vec![b'x'; 3 << 20]),
+        executable: false,
+    });
+    let o = h.run(&spec);
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    // The input fits; writing 2 MB more than disk_bytes (1 MB) fails.
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "3145728\n1\n");
+}

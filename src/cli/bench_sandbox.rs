@@ -1,0 +1,212 @@
+//! `judge bench sandbox`: the native sandbox against bare fork+exec, and CPU-time accuracy.
+//!
+//! One process measures both, interleaved in batches so that machine noise hits both
+//! alike: N runs of a trivial static binary (`int main(){return 0;}`, built with
+//! `gcc -static` into a temporary folder) through a warm native sandbox, and N bare
+//! fork+exec+wait of the same binary. It prints both means, the ratio (target ≤ 1.5×),
+//! the time to make a new box (`cold_start_time`), and the CPU-time error of a spin
+//! calibrated by the program's own `CLOCK_PROCESS_CPUTIME_ID` to 500 ms (target:
+//! within ±2% + 5 ms).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::sandbox::native::{NativeConfig, NativeSandbox};
+use crate::sandbox::{Limits, Mount, Output, RunSpec, Sandbox, Status, BOX_WORK_DIR};
+
+const TRIVIAL: &str = "int main(void){return 0;}\n";
+const SPIN: &str = r#"
+#include <stdio.h>
+#include <time.h>
+static double cpu(void){ struct timespec t; clock_gettime(CLOCK_PROCESS_CPUTIME_ID,&t); return t.tv_sec+t.tv_nsec/1e9; }
+int main(void){ volatile unsigned long x=0; while(cpu()<0.5) x++; printf("%.6f\n", cpu()); return 0; }
+"#;
+
+fn gcc_static(dir: &Path, name: &str, src: &str) -> anyhow::Result<()> {
+    let c = dir.join(format!("{name}.c"));
+    std::fs::write(&c, src)?;
+    let st = std::process::Command::new("gcc")
+        .args(["-O2", "-static", "-o"])
+        .arg(dir.join(name))
+        .arg(&c)
+        .status()
+        .context("run gcc (install gcc and the static C library: apt install gcc libc6-dev)")?;
+    anyhow::ensure!(st.success(), "gcc -static failed for {name}");
+    Ok(())
+}
+
+fn spec(dir: &Path, name: &str, cpu_ms: u64) -> RunSpec {
+    RunSpec {
+        argv: vec![format!("/bench/{name}")],
+        env: vec![
+            ("PATH".into(), "/usr/bin:/bin".into()),
+            ("HOME".into(), BOX_WORK_DIR.into()),
+        ],
+        mounts: vec![Mount {
+            host: dir.to_path_buf(),
+            target: "/bench".into(),
+            writable: false,
+        }],
+        stdout: Output::Capture {
+            limit: 4096,
+            kill_on_overflow: true,
+        },
+        limits: Limits {
+            cpu_ms,
+            wall_ms: cpu_ms * 3,
+            ..Limits::default()
+        },
+        ..RunSpec::default()
+    }
+}
+
+/// One bare fork()+execve()+waitpid() of `path` (argv = [path], empty environment).
+fn fork_exec(path: &std::ffi::CStr) -> anyhow::Result<Duration> {
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null::<libc::c_char>()];
+    let t = Instant::now();
+    // SAFETY: the child only calls execve and _exit (async-signal-safe) on memory
+    // prepared before the fork.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe {
+            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    anyhow::ensure!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+    let mut st = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut st, 0) };
+    let d = t.elapsed();
+    anyhow::ensure!(st == 0, "bare run failed: status {st}");
+    Ok(d)
+}
+
+/// One spawn+wait through std (a vfork-style clone + execve): the cheapest way a
+/// non-sandboxed judge would start a program.
+fn bare(path: &Path) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let st = std::process::Command::new(path).status()?;
+    let d = t.elapsed();
+    anyhow::ensure!(st.success(), "bare run failed: {st}");
+    Ok(d)
+}
+
+fn mean(v: &[Duration]) -> f64 {
+    v.iter().map(Duration::as_secs_f64).sum::<f64>() / v.len().max(1) as f64 * 1e3
+}
+
+fn pct(v: &mut [Duration], p: f64) -> f64 {
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
+/// Runs the benchmark and prints its figures.
+pub fn run(runs: u32) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(runs > 0, "--runs must be at least 1");
+    let dir = tempfile::tempdir()?;
+    // The box must be able to read the binaries (mounted read-only).
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    gcc_static(dir.path(), "true", TRIVIAL)?;
+    gcc_static(dir.path(), "spin", SPIN)?;
+    let sb = NativeSandbox::new(NativeConfig::default())?;
+    let mut colds = Vec::new();
+    for _ in 0..3 {
+        colds.push(sb.prepare()?);
+    }
+    let trivial = spec(dir.path(), "true", 1000);
+    let bin = dir.path().join("true");
+    // Warm-up: the first runs make the box for this mount set and fill caches.
+    for _ in 0..5 {
+        sb.run(&trivial)?;
+        bare(&bin)?;
+    }
+    let bin_c = std::ffi::CString::new(bin.as_os_str().as_encoded_bytes())?;
+    let mut boxed = Vec::with_capacity(runs as usize);
+    let mut plain = Vec::with_capacity(runs as usize);
+    let mut forked = Vec::with_capacity(runs as usize);
+    let batch = 10;
+    let mut done = 0;
+    while done < runs {
+        let n = batch.min(runs - done);
+        for _ in 0..n {
+            let t = Instant::now();
+            let o = sb.run(&trivial)?;
+            boxed.push(t.elapsed());
+            anyhow::ensure!(o.status == Status::Ok, "sandboxed run ended {:?}", o.status);
+        }
+        for _ in 0..n {
+            forked.push(fork_exec(&bin_c)?);
+        }
+        for _ in 0..n {
+            plain.push(bare(&bin)?);
+        }
+        done += n;
+    }
+    let (mb, mp, mf) = (mean(&boxed), mean(&plain), mean(&forked));
+    println!("judge bench sandbox: {runs} runs each of a static `int main(){{return 0;}}`");
+    println!(
+        "  native sandbox (warm box): mean {mb:.3} ms  p50 {:.3}  p95 {:.3}",
+        pct(&mut boxed, 0.5),
+        pct(&mut boxed, 0.95)
+    );
+    println!(
+        "  bare fork+exec+wait:       mean {mf:.3} ms  p50 {:.3}  p95 {:.3}",
+        pct(&mut forked, 0.5),
+        pct(&mut forked, 0.95)
+    );
+    println!(
+        "  bare std spawn (vfork):    mean {mp:.3} ms  p50 {:.3}  p95 {:.3}",
+        pct(&mut plain, 0.5),
+        pct(&mut plain, 0.95)
+    );
+    let ratio = mb / mf;
+    let p50 = pct(&mut boxed, 0.5) / pct(&mut forked, 0.5);
+    println!(
+        "  ratio vs fork+exec: mean {ratio:.2}x, p50 {p50:.2}x (target <= 1.5x: {}); vs std spawn: mean {:.2}x",
+        if ratio <= 1.5 { "met" } else { "NOT met" },
+        mb / mp
+    );
+    println!(
+        "  new box (cold_start_time): {}",
+        colds
+            .iter()
+            .map(|d| format!("{:.2} ms", d.as_secs_f64() * 1e3))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let spin = spec(dir.path(), "spin", 2000);
+    let mut worst: f64 = 0.0;
+    let mut all_ok = true;
+    for i in 0..5 {
+        let o = sb.run(&spin)?;
+        anyhow::ensure!(o.status == Status::Ok, "spin ended {:?}", o.status);
+        let truth = String::from_utf8_lossy(&o.stdout).trim().parse::<f64>()? * 1e3;
+        let err = o.time_ms as f64 - truth;
+        let bound = truth * 0.02 + 5.0;
+        all_ok &= err.abs() <= bound;
+        worst = worst.max(err.abs());
+        println!(
+            "  cpu accuracy #{i}: reported {} ms, program's own clock {truth:.1} ms, error {err:+.1} ms (bound ±{bound:.1})",
+            o.time_ms
+        );
+    }
+    println!(
+        "  cpu accuracy: worst |error| {worst:.1} ms: {}",
+        if all_ok {
+            "within ±2% + 5 ms"
+        } else {
+            "NOT within ±2% + 5 ms"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
