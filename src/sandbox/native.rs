@@ -128,8 +128,11 @@ struct Inner {
     idle: Mutex<HashMap<Vec<Mount>, Vec<WarmBox>>>,
     slots: Arc<Slots>,
     ncpu: u64,
-    counter: AtomicU64,
 }
+
+/// Numbers run cgroups (`run-<pid>-<n>`) across every [`NativeSandbox`] of the process:
+/// two instances (two pools, or two test modules) must never pick the same name.
+static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A prepared box: its mount namespace and descriptors of its two tmpfs folders.
 struct WarmBox {
@@ -535,7 +538,6 @@ impl NativeSandbox {
                 idle: Mutex::new(HashMap::new()),
                 slots: Arc::new(slots),
                 ncpu,
-                counter: AtomicU64::new(0),
             }),
         };
         Ok(sb)
@@ -737,7 +739,7 @@ impl NativeSandbox {
         let mut prepared = Prepared::new(spec, BOX_WORK_DIR, b.uid, b.uid, None)?;
         prepared.seccomp = inner.seccomp.clone();
         let stdio = Stdio::new(spec)?;
-        let n = inner.counter.fetch_add(1, Ordering::Relaxed);
+        let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("run-{}-{n}", std::process::id());
         let mut cg = inner.cgroups.create(
             &name,
