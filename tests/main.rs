@@ -3,3 +3,4 @@ mod judge;
 mod sandbox;
 mod serve;
 mod top;
+mod util;

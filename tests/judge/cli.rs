@@ -12,9 +12,9 @@ fn judge_bin() -> Command {
 
 #[test]
 fn judge_test_json_is_one_object_and_exit_codes_follow_the_verdict() {
-    if sandbox().is_none() {
+    let Some(_sb) = sandbox() else {
         return;
-    }
+    };
     let out = judge_bin()
         .args([
             "test",
@@ -120,9 +120,9 @@ fn judge_problem_new_then_verify() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(dir.join("problem.yaml").is_file());
-    if sandbox().is_none() {
+    let Some(_sb) = sandbox() else {
         return;
-    }
+    };
     let out = judge_bin()
         .args(["problem", "verify", "--json"])
         .arg(&dir)

@@ -6,7 +6,7 @@
 //! skipped. Languages whose toolchain is missing are skipped with the reason printed.
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use ::judge::judge::program::{Program, SourceFile, COMPILE_MESSAGE_CAP, TRUNCATED_MARKER};
@@ -17,16 +17,34 @@ use ::judge::sandbox::Sandbox;
 
 mod cli;
 
-/// The native sandbox (one instance shared by every test, as a worker pool shares
-/// one), or `None` (with the reason printed) when this host cannot run it.
-pub fn sandbox() -> Option<Arc<dyn Sandbox>> {
+/// The native sandbox (one instance shared by every test, as a worker pool shares one)
+/// with the process-wide sandbox lock held (see `util::sandbox_lock`), or `None` (with
+/// the reason printed) when this host cannot run it.
+pub fn sandbox() -> Option<Locked> {
     static SHARED: OnceLock<Result<Arc<dyn Sandbox>, String>> = OnceLock::new();
-    match SHARED.get_or_init(|| ::judge::sandbox::open("native").map_err(|e| e.to_string())) {
-        Ok(s) => Some(s.clone()),
+    let shared = SHARED.get_or_init(|| ::judge::sandbox::open("native").map_err(|e| e.to_string()));
+    match shared {
+        Ok(s) => Some(Locked {
+            _lock: crate::util::sandbox_lock(),
+            sb: s.clone(),
+        }),
         Err(e) => {
             eprintln!("SKIPPED: the native sandbox is unavailable here: {e}");
             None
         }
+    }
+}
+
+/// The shared sandbox while the lock is held.
+pub struct Locked {
+    _lock: MutexGuard<'static, ()>,
+    sb: Arc<dyn Sandbox>,
+}
+
+impl std::ops::Deref for Locked {
+    type Target = Arc<dyn Sandbox>;
+    fn deref(&self) -> &Arc<dyn Sandbox> {
+        &self.sb
     }
 }
 
@@ -186,7 +204,8 @@ fn shipped_problems_load_with_their_types() {
 /// time_limit_exceeded ones still time out at 1.5 × that, and writes `.timelimit`.
 #[test]
 fn time_limit_is_derived_from_the_accepted_submissions() {
-    if sandbox().is_none() || !toolchain("c") {
+    let Some(_sb) = sandbox() else { return };
+    if !toolchain("c") {
         return;
     }
     let (t, p) = package(
