@@ -17,17 +17,24 @@
 use std::fmt;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use time::OffsetDateTime;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::engine::alerts::Alerter;
+use crate::engine::backpressure::Backpressure;
 use crate::engine::backpressure::{serde_duration, ConfigError};
 use crate::engine::config::ServeConfig;
-use crate::engine::metrics::Metrics;
+use crate::engine::metrics::{Metrics, PoolInfo, Sampler};
 use crate::engine::model::ScalingEvent;
+use crate::engine::pool::Pool;
+use crate::engine::serve::Engine;
 use crate::engine::store::{NewScalingEvent, Store};
 
 /// A metric the rules can watch.
@@ -593,6 +600,100 @@ impl Autoscaler {
             }
         }
     }
+}
+
+/// The local actuator: starts and stops replicas (worker tasks) of the pools inside this
+/// `judge serve` process. Scaling down drains the stopped replicas before it returns.
+pub struct LocalActuator {
+    pools: BTreeMap<String, Arc<Pool>>,
+}
+
+impl LocalActuator {
+    /// Over the engine's pools.
+    pub fn new(pools: impl IntoIterator<Item = Arc<Pool>>) -> Self {
+        Self {
+            pools: pools
+                .into_iter()
+                .map(|p| (p.name().to_string(), p))
+                .collect(),
+        }
+    }
+
+    fn pool(&self, name: &str) -> Result<&Arc<Pool>, ActuatorError> {
+        self.pools
+            .get(name)
+            .ok_or_else(|| ActuatorError::UnknownPool(name.to_string()))
+    }
+}
+
+impl Actuator for LocalActuator {
+    fn replicas<'a>(&'a self, pool: &'a str) -> BoxFuture<'a, Result<u32, ActuatorError>> {
+        Box::pin(async move { Ok(self.pool(pool)?.replicas()) })
+    }
+
+    fn scale_to<'a>(
+        &'a self,
+        pool: &'a str,
+        replicas: u32,
+    ) -> BoxFuture<'a, Result<u32, ActuatorError>> {
+        Box::pin(async move {
+            self.pool(pool)?
+                .try_scale_to(replicas)
+                .await
+                .map_err(|e| ActuatorError::Start {
+                    pool: pool.to_string(),
+                    reason: e.reason,
+                })
+        })
+    }
+}
+
+/// The metrics registry and backpressure state of an engine built from `cfg`.
+pub fn observability(cfg: &ServeConfig) -> (Arc<Metrics>, Arc<Backpressure>) {
+    let pools: Vec<PoolInfo> = cfg
+        .pools
+        .iter()
+        .map(|p| PoolInfo {
+            name: p.name.to_string(),
+            backend: p.backend.clone(),
+            slots_per_replica: p.slots,
+            min_replicas: p.min_replicas,
+            max_replicas: p.max_replicas,
+        })
+        .collect();
+    let metrics = Arc::new(Metrics::new(cfg.metrics.clone(), &pools));
+    let backpressure = Arc::new(Backpressure::new(
+        &cfg.backpressure,
+        pools.into_iter().map(|p| p.name),
+    ));
+    (metrics, backpressure)
+}
+
+/// Starts the engine's control loops — metrics sampler, autoscaler (local actuator), alerts —
+/// which run until `stop` turns true. Await the handles before draining the pools.
+pub fn spawn_control_loops(
+    engine: &Arc<Engine>,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let shared = &engine.shared;
+    let cfg = &shared.config;
+    let until_stop = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let sampler = Sampler::new(
+        shared.metrics.clone(),
+        shared.queue.clone(),
+        shared.backpressure.clone(),
+    );
+    let actuator = Arc::new(LocalActuator::new(engine.pools.values().cloned()));
+    let autoscaler =
+        Autoscaler::from_config(cfg, actuator, shared.metrics.clone(), shared.store.clone());
+    let alerter = Alerter::new(&cfg.alerts, shared.metrics.clone(), shared.store.clone());
+    vec![
+        tokio::spawn(sampler.run(cfg.metrics.sample_interval, until_stop(stop.clone()))),
+        tokio::spawn(autoscaler.run(cfg.autoscale.interval, until_stop(stop.clone()))),
+        tokio::spawn(alerter.run(cfg.alerts.interval, until_stop(stop))),
+    ]
 }
 
 #[cfg(test)]

@@ -368,6 +368,11 @@ impl Metrics {
         });
     }
 
+    /// Replicas running now (the pool reports each start, drain and crash).
+    pub fn set_running_replicas(&self, pool: &str, running: u32) {
+        self.with_pool(pool, |p| p.replicas = running);
+    }
+
     /// A scale-up of `pool` failed (feeds the scaling failure alert for 10 minutes).
     pub fn record_scale_up_failure(&self, pool: &str) {
         let now = Instant::now();

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -90,10 +89,6 @@ pub struct Engine {
     pub limiter: api::ratelimit::RateLimiter,
     /// When the engine started (uptime).
     pub started: Instant,
-    /// Submissions accepted since start.
-    pub submissions_total: AtomicU64,
-    /// Submissions refused by the rate limiter since start.
-    pub rate_limited_total: AtomicU64,
     /// Turns true at shutdown: event streams end, replicas drain.
     pub shutdown: watch::Receiver<bool>,
     /// The base URL clients on this machine use.
@@ -236,6 +231,7 @@ impl Engine {
 
         let (paused, _) = watch::channel(config.judging.paused);
         let limiter = api::ratelimit::RateLimiter::new(config.rate_limit);
+        let (metrics, backpressure) = crate::engine::autoscale::observability(&config);
         let shared = Arc::new(Shared {
             config,
             store,
@@ -245,6 +241,8 @@ impl Engine {
             languages: Arc::new(Languages::builtin()),
             hub: EventHub::new(),
             paused,
+            metrics,
+            backpressure,
         });
 
         let mut sandboxes: BTreeMap<String, Arc<dyn Sandbox>> = BTreeMap::new();
@@ -275,8 +273,6 @@ impl Engine {
             pools,
             limiter,
             started: Instant::now(),
-            submissions_total: AtomicU64::new(0),
-            rate_limited_total: AtomicU64::new(0),
             shutdown,
             url,
         }))
@@ -308,6 +304,7 @@ pub async fn serve_with(
     let (stop_tx, stop_rx) = watch::channel(false);
     let engine = Engine::start(config, addr, stop_rx.clone()).await?;
     tracing::info!("serving on {}", engine.url);
+    let control = crate::engine::autoscale::spawn_control_loops(&engine, stop_rx.clone());
     ready(&engine);
     let app = api::router(engine.clone());
     let mut stop_http = stop_rx.clone();
@@ -325,6 +322,8 @@ pub async fn serve_with(
     };
     tracing::info!("shutting down: draining pools");
     let _ = stop_tx.send(true);
+    // The autoscaler, sampler and alerts stop first, so nothing starts a replica mid-drain.
+    futures::future::join_all(control).await;
     let drains = engine.pools.values().map(|p| {
         let p = p.clone();
         async move { p.stop().await }

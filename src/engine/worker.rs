@@ -13,22 +13,20 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::engine::backpressure::{Backpressure, ClaimOutcome, Permit, PoolBreaker};
 use crate::engine::blob::{BlobError, BlobStore};
 use crate::engine::catalog::Catalog;
 use crate::engine::config::ServeConfig;
 use crate::engine::events::{EventHub, LiveEvent};
+use crate::engine::metrics::{JobRecord, Metrics};
 use crate::engine::pool::Pool;
 use crate::engine::queue::{JobQueue, Lease, QueueError};
 use crate::engine::store::{Store, StoreError};
 use crate::judge::language::Languages;
 use crate::judge::{CompileResult, JudgeEvent, JudgeResult, Verdict};
 
-/// Most jobs a replica claims in one call (DESIGN.md "Backpressure": batches of 5).
-pub const CLAIM_BATCH: usize = 5;
-/// First delay after a failed claim; doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest delay between failed claims.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a replica whose pool's circuit breaker is open waits before asking it again.
+const BREAKER_RECHECK: Duration = Duration::from_millis(500);
 
 /// What every pool's workers share with the API.
 #[derive(Debug)]
@@ -49,6 +47,10 @@ pub struct Shared {
     pub hub: EventHub,
     /// Judging paused (true: replicas claim nothing).
     pub paused: watch::Sender<bool>,
+    /// Metrics registry: judging times, busy slots, cold starts, admission counters.
+    pub metrics: Arc<Metrics>,
+    /// Circuit breakers per pool, claim pacing, admission shedding.
+    pub backpressure: Arc<Backpressure>,
 }
 
 /// The result recorded when the judge itself failed: IE with the reason in the compile
@@ -76,7 +78,13 @@ pub async fn run_replica(pool: Arc<Pool>, id: u32, mut stop: watch::Receiver<boo
     let (abandon_tx, abandon_rx) = watch::channel(false);
     let mut paused = shared.paused.subscribe();
     let mut jobs = JoinSet::new();
-    let mut backoff = MIN_BACKOFF;
+    // The pool's circuit breaker gates every claim; the pacer spaces claims out (batches,
+    // 100 ms apart while busy, exponential backoff on queue errors).
+    let breaker = shared
+        .backpressure
+        .breaker(name)
+        .unwrap_or_else(|| Arc::new(PoolBreaker::new(Default::default())));
+    let mut pacer = shared.backpressure.pacer();
     tracing::info!(pool = name, replica = id, "replica started");
     loop {
         while jobs.try_join_next().is_some() {}
@@ -98,16 +106,28 @@ pub async fn run_replica(pool: Arc<Pool>, id: u32, mut stop: watch::Receiver<boo
             }
             continue;
         }
+        let (max, trial) = match breaker.permit() {
+            Permit::Any => (pacer.batch_size(free), false),
+            Permit::Trial => (1, true),
+            Permit::Nothing => {
+                // Open: claim nothing, the jobs stay queued (never failed by the breaker).
+                tokio::select! {
+                    _ = tokio::time::sleep(BREAKER_RECHECK) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+        };
         // Listen for wake-ups before looking, so an enqueue in between is not missed.
         let notified = pool.wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match shared
-            .queue
-            .claim(name, &consumer, free.min(CLAIM_BATCH), lease_len)
-            .await
-        {
+        match shared.queue.claim(name, &consumer, max, lease_len).await {
             Err(e) => {
+                if trial {
+                    breaker.return_trial();
+                }
+                let backoff = pacer.delay_after(ClaimOutcome::Error);
                 tracing::warn!(
                     pool = name,
                     replica = id,
@@ -118,10 +138,12 @@ pub async fn run_replica(pool: Arc<Pool>, id: u32, mut stop: watch::Receiver<boo
                     _ = tokio::time::sleep(backoff) => {}
                     _ = stop.changed() => {}
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Ok(leases) if leases.is_empty() => {
-                backoff = MIN_BACKOFF;
+                if trial {
+                    breaker.return_trial();
+                }
+                pacer.delay_after(ClaimOutcome::Empty);
                 tokio::select! {
                     _ = &mut notified => {}
                     _ = tokio::time::sleep(shared.config.judging.poll_interval) => {}
@@ -130,13 +152,18 @@ pub async fn run_replica(pool: Arc<Pool>, id: u32, mut stop: watch::Receiver<boo
                 }
             }
             Ok(leases) => {
-                backoff = MIN_BACKOFF;
+                let pause = pacer.delay_after(ClaimOutcome::Claimed(leases.len()));
                 for lease in leases {
                     let permit = slots
                         .clone()
                         .try_acquire_owned()
                         .expect("claimed at most the free slots");
-                    jobs.spawn(run_job(pool.clone(), lease, permit, abandon_rx.clone()));
+                    let job = run_job(pool.clone(), lease, permit, abandon_rx.clone(), trial);
+                    jobs.spawn(job);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stop.changed() => {}
                 }
             }
         }
@@ -178,12 +205,23 @@ enum JobEnd {
     Abandoned,
 }
 
-/// Decrements the busy-slot count when the job ends, however it ends.
+/// Frees the busy slot in the metrics when the job ends, however it ends (a killed replica
+/// included).
 struct Busy(Arc<Pool>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.live.busy_slots.fetch_sub(1, Ordering::Relaxed);
+        self.0.shared().metrics.slot_free(self.0.name().as_str());
+    }
+}
+
+/// Aborts the lease heartbeat when the job ends, however it ends: a job cut short by a
+/// killed replica must stop extending its lease, or the job would never be redelivered.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -192,8 +230,9 @@ async fn run_job(
     lease: Lease,
     _permit: OwnedSemaphorePermit,
     abandon: watch::Receiver<bool>,
+    trial: bool,
 ) {
-    pool.live.busy_slots.fetch_add(1, Ordering::Relaxed);
+    pool.shared().metrics.slot_busy(pool.name().as_str());
     let _busy = Busy(pool.clone());
     let started = Instant::now();
     let shared = pool.shared().clone();
@@ -201,7 +240,7 @@ async fn run_job(
 
     // Heartbeat: extend the lease every third of its length while judging.
     let (lease_tx, lease_rx) = watch::channel(lease.clone());
-    let heartbeat = {
+    let heartbeat = AbortOnDrop({
         let queue = shared.queue.clone();
         let len = shared.config.judging.lease;
         let id = id.clone();
@@ -221,15 +260,30 @@ async fn run_job(
                 }
             }
         })
-    };
+    });
 
     let end = judge_job(&pool, &id, abandon).await;
-    heartbeat.abort();
+    drop(heartbeat);
+    let breaker = shared.backpressure.breaker(pool.name().as_str());
+    match (&end, &breaker) {
+        (JobEnd::Done { ie: false }, Some(b)) => b.record_success(trial),
+        (JobEnd::Done { ie: true } | JobEnd::Retry(_), Some(b)) => b.record_internal_failure(trial),
+        (JobEnd::Skip | JobEnd::Abandoned, Some(b)) if trial => b.return_trial(),
+        _ => {}
+    }
     let lease = lease_rx.borrow().clone();
     let queue = &shared.queue;
     match end {
         JobEnd::Done { ie } => {
-            pool.live.record(started.elapsed(), ie);
+            let queued = time::OffsetDateTime::now_utc() - lease.job.enqueued_at;
+            shared.metrics.record_job(
+                pool.name().as_str(),
+                JobRecord {
+                    processing: started.elapsed(),
+                    latency: queued.try_into().unwrap_or_default(),
+                    internal_error: ie,
+                },
+            );
             if let Err(e) = queue.ack(&lease).await {
                 tracing::warn!(submission = %id, "ack refused (the result is recorded): {e}");
             }

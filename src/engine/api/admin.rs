@@ -1,8 +1,6 @@
 //! Admin endpoints: live statistics for `judge top`, alerts, scaling events, pausing judging.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::Json;
@@ -11,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{parse_json, Admin, ApiError};
 use crate::engine::clock::rfc3339;
-use crate::engine::model::{Alert, PoolStats, ScalingEvent, Stats};
+use crate::engine::model::{Alert, ScalingEvent, Stats};
 use crate::engine::serve::Engine;
 
 /// `GET /api/v1/stats` (admin): the [`Stats`] `judge top` draws.
@@ -22,6 +20,21 @@ pub async fn stats(
     Ok(Json(engine.stats().await.map_err(|e| {
         ApiError::internal("collecting statistics", e)
     })?))
+}
+
+/// `GET /metrics` (admin token): every metric in the Prometheus text format 0.0.4
+/// (see [`crate::engine::metrics`] for the names).
+pub async fn metrics(
+    State(engine): State<Arc<Engine>>,
+    _admin: Admin,
+) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        engine.shared.metrics.render_prometheus(),
+    )
 }
 
 /// `GET /api/v1/alerts` (admin): the 100 most recent alerts, newest first.
@@ -84,39 +97,16 @@ impl Engine {
     ///
     /// Errors: the queue or the store failed.
     pub async fn stats(&self) -> Result<Stats, String> {
-        let mut pools = Vec::new();
-        for (name, pool) in &self.pools {
+        // Fresh queue figures (the sampler's are up to one sample interval old).
+        let metrics = &self.shared.metrics;
+        for name in self.pools.keys() {
             let q = &self.shared.queue;
             let depth = q.depth(name.as_str()).await.map_err(|e| e.to_string())?;
             let in_flight = q
                 .in_flight(name.as_str())
                 .await
                 .map_err(|e| e.to_string())?;
-            let live = &pool.live;
-            let slots = pool.slots();
-            let busy = live.busy_slots.load(Ordering::Relaxed);
-            let cold = live.cold_start_us.load(Ordering::Relaxed);
-            pools.push(PoolStats {
-                name: name.as_str().to_string(),
-                backend: pool.config.backend.clone(),
-                queue_depth: depth,
-                in_flight,
-                replicas: pool.replicas(),
-                desired_replicas: pool.replicas(),
-                min_replicas: pool.config.min_replicas,
-                max_replicas: pool.config.max_replicas,
-                slots,
-                busy_slots: busy,
-                utilization: if slots == 0 {
-                    0.0
-                } else {
-                    f64::from(busy) / f64::from(slots)
-                },
-                p95_ms: live.quantile_ms(0.95, Duration::from_secs(300)),
-                error_rate: live.error_rate(Duration::from_secs(600)),
-                cold_start_ms: (cold > 0).then(|| cold as f64 / 1000.0),
-                breaker: "closed".to_string(),
-            });
+            metrics.sample_queue(name.as_str(), depth, in_flight);
         }
         let recent = self
             .shared
@@ -127,15 +117,12 @@ impl Engine {
             .iter()
             .map(|s| s.summary())
             .collect();
-        Ok(Stats {
+        let mut stats = Stats {
             now: rfc3339(time::OffsetDateTime::now_utc()),
-            uptime_s: self.started.elapsed().as_secs(),
-            pools,
-            submissions_total: self.submissions_total.load(Ordering::Relaxed),
-            shed_total: 0,
-            rate_limited_total: self.rate_limited_total.load(Ordering::Relaxed),
-            shedding: Default::default(),
             recent,
-        })
+            ..Stats::default()
+        };
+        metrics.fill_stats(&mut stats);
+        Ok(stats)
     }
 }

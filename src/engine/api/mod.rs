@@ -209,6 +209,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         .route("/api/v1/languages", get(problems::languages))
         .route("/api/v1/stats", get(admin::stats))
+        .route("/metrics", get(admin::metrics))
         .route("/api/v1/alerts", get(admin::alerts))
         .route("/api/v1/scaling-events", get(admin::scaling_events))
         .route(

@@ -1,7 +1,6 @@
 //! Submitting, reading and following submissions.
 
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,7 +54,7 @@ pub async fn submit(
         .limiter
         .acquire(&caller.user.name, caller.ip, Instant::now())
     {
-        engine.rate_limited_total.fetch_add(1, Ordering::Relaxed);
+        engine.shared.metrics.record_rate_limited();
         let secs = retry_after_secs(wait);
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -178,6 +177,18 @@ pub async fn submit(
         }
     }
 
+    // Load shedding (DESIGN.md "Backpressure"): after the rate limiter, validation and the
+    // idempotent-retry answer, before anything is stored; `high` is always admitted.
+    if let Err(shed) = shared
+        .backpressure
+        .admit(priority, &*shared.queue, &shared.metrics)
+        .await
+    {
+        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, shed.message);
+        e.retry_after = Some(shed.retry_after_s);
+        return Err(e);
+    }
+
     let id = new_submission_id();
     let source_key = format!("sources/{id}");
     shared
@@ -216,7 +227,7 @@ pub async fn submit(
         .enqueue(pool_name.as_str(), job)
         .await
         .map_err(|e| ApiError::internal("queueing the submission", e))?;
-    engine.submissions_total.fetch_add(1, Ordering::Relaxed);
+    engine.shared.metrics.record_submission();
     if let Some(pool) = engine.pools.get(&pool_name) {
         pool.wake.notify_waiters();
     }
