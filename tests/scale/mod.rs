@@ -173,6 +173,14 @@ impl Running {
     }
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn depth(s: &Stats) -> u64 {
     s.pools.iter().map(|p| p.queue_depth.total()).sum()
 }
@@ -184,8 +192,16 @@ fn in_flight(s: &Stats) -> u64 {
 /// DESIGN.md "Backpressure and scaling": above 1000 waiting jobs new `low` submissions are
 /// refused (503 + Retry-After + why), `high` ones still accepted, admission resumes below 500,
 /// and no accepted submission is lost.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flood_of_2000_low_sheds_above_1000_resumes_below_500_and_judges_every_accepted() {
+#[test]
+fn flood_of_2000_low_sheds_above_1000_resumes_below_500_and_judges_every_accepted() {
+    // Native sandbox runs in this process: serialised with the other modules' runs.
+    let _sandbox = crate::util::sandbox_lock();
+    runtime().block_on(
+        flood_of_2000_low_sheds_above_1000_resumes_below_500_and_judges_every_accepted_body(),
+    );
+}
+
+async fn flood_of_2000_low_sheds_above_1000_resumes_below_500_and_judges_every_accepted_body() {
     let Some(srv) = start(
         "min_replicas = 2\nmax_replicas = 2",
         "[judging]\npaused = true\npoll_interval = \"50ms\"\n",
@@ -306,8 +322,14 @@ async fn flood_of_2000_low_sheds_above_1000_resumes_below_500_and_judges_every_a
 
 /// A replica that dies mid-job (no drain, no hand-back) loses nothing: its lease expires, the
 /// autoscaler brings the pool back to min_replicas, and the new replica judges the job.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_of_a_killed_replica_is_judged_by_another() {
+#[test]
+fn a_job_of_a_killed_replica_is_judged_by_another() {
+    // Native sandbox runs in this process: serialised with the other modules' runs.
+    let _sandbox = crate::util::sandbox_lock();
+    runtime().block_on(a_job_of_a_killed_replica_is_judged_by_another_body());
+}
+
+async fn a_job_of_a_killed_replica_is_judged_by_another_body() {
     let Some(srv) = start(
         "min_replicas = 1\nmax_replicas = 1",
         "[judging]\nlease = \"3s\"\npoll_interval = \"50ms\"\n\
