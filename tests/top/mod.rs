@@ -199,6 +199,10 @@ fn top_shows_the_servers_queue_depth_and_restores_the_terminal() {
         screen.contains(&server.url),
         "the header names the server:\n{screen}"
     );
+    // /api/v1/alerts and /api/v1/scaling-events answered, in the model's shape.
+    assert!(!screen.contains("unavailable"), "{screen}");
+    assert!(screen.contains("no active alerts"), "{screen}");
+    assert!(screen.contains("no scaling events yet"), "{screen}");
     assert_eq!(
         tmux.display("#{alternate_on}"),
         "1",
