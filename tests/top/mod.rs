@@ -162,7 +162,16 @@ fn top_shows_the_servers_queue_depth_and_restores_the_terminal() {
         eprintln!("SKIP top_shows_the_servers_queue_depth: tmux is not installed (install.sh installs it)");
         return;
     }
-    let e = env("paused = true\n");
+    // Judging paused; the autoscaler and the alert rules evaluated every second, with
+    // thresholds the queued submissions below exceed.
+    let e = env("paused = true\n\
+         [autoscale]\ninterval = \"1s\"\n\
+         [[autoscale.container.scale_up]]\n\
+         metric = \"queue_depth\"\nthreshold = 3\naction = \"+2\"\ncooldown = \"600s\"\n\
+         [alerts]\ninterval = \"1s\"\n\
+         [[alerts.rules]]\n\
+         name = \"queue_depth_test\"\nmetric = \"queue_depth\"\nthreshold = 2\n\
+         for = \"1s\"\nseverity = \"critical\"\n");
     let server = Server::start(&e);
     // Python goes to the container pool, C++ to microvm; judging is paused, so they wait.
     for _ in 0..4 {
@@ -199,10 +208,21 @@ fn top_shows_the_servers_queue_depth_and_restores_the_terminal() {
         screen.contains(&server.url),
         "the header names the server:\n{screen}"
     );
-    // /api/v1/alerts and /api/v1/scaling-events answered, in the model's shape.
+    // /api/v1/alerts and /api/v1/scaling-events answered, in the model's shape: the
+    // container pool (4 waiting > 3) scaled 1 → 3, and its alert (> 2 for 1 s) fires.
+    let screen = tmux.wait_for("the scale-up and the alert", Duration::from_secs(30), |s| {
+        s.contains("↑ container 1→3 queue_depth > 3: +2") && s.contains("CRIT firing  container:")
+    });
     assert!(!screen.contains("unavailable"), "{screen}");
-    assert!(screen.contains("no active alerts"), "{screen}");
-    assert!(screen.contains("no scaling events yet"), "{screen}");
+    let (status, events) = server.get(Some(&server.token), "/api/v1/scaling-events");
+    assert_eq!(status, 200);
+    let events: Vec<judge::engine::model::ScalingEvent> = serde_json::from_value(events).unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.pool == "container" && (e.from, e.to) == (1, 3) && e.ok),
+        "{events:?}"
+    );
     assert_eq!(
         tmux.display("#{alternate_on}"),
         "1",
