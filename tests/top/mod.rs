@@ -15,10 +15,10 @@ use crate::serve::{env, Server, CPP_AC, PY_AC};
 
 const BIN: &str = env!("CARGO_BIN_EXE_judge");
 
-/// A detached tmux session on a private socket (so it never touches the user's tmux);
-/// the tmux server is killed on drop.
+/// A detached tmux session on a private socket (so it never touches the user's tmux)
+/// beside its script, in the test's temporary folder; the tmux server is killed on drop.
 struct Tmux {
-    socket: String,
+    socket: PathBuf,
 }
 
 impl Tmux {
@@ -31,11 +31,7 @@ impl Tmux {
 
     /// Starts `script` (a shell script path) in a `width`×`height` session named `top`.
     fn start(script: &Path, width: u16, height: u16) -> Tmux {
-        let socket = format!(
-            "judge-top-test-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        );
+        let socket = script.with_file_name("tmux.sock");
         let t = Tmux { socket };
         let status = t
             .cmd()
@@ -58,7 +54,7 @@ impl Tmux {
 
     fn cmd(&self) -> Command {
         let mut c = Command::new("tmux");
-        c.args(["-L", &self.socket]);
+        c.arg("-S").arg(&self.socket);
         c
     }
 
