@@ -20,6 +20,23 @@ pub enum Command {
         #[arg(long, env = "JUDGE_SANDBOX", default_value = "native")]
         sandbox: String,
     },
+    /// The engine in-process on a temporary data folder: A+B in C++ (10 tests) end to end with
+    /// N concurrent submitters (submissions/s, p50/p99 submit-to-verdict, time in the
+    /// sandbox), then the API alone with judging paused (POST p50/p99 at a paced rate).
+    Api {
+        /// Concurrent submitters (end to end).
+        #[arg(long, default_value_t = 4)]
+        submitters: usize,
+        /// Submissions (end to end).
+        #[arg(long, default_value_t = 40)]
+        submissions: usize,
+        /// POSTs per second with judging paused.
+        #[arg(long, default_value_t = 500)]
+        rate: u32,
+        /// How long to send them, e.g. `10s`.
+        #[arg(long, default_value = "10s")]
+        duration: String,
+    },
     /// Replay a contest mix against a running server; print queue depth, replicas, p95, error rate over time.
     Load {
         /// Server URL.
@@ -56,6 +73,9 @@ pub enum Command {
 mod load;
 #[path = "bench_sandbox.rs"]
 mod sandbox_bench;
+
+#[path = "bench_api.rs"]
+mod api;
 
 /// Runs `judge bench ...`.
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
@@ -99,5 +119,21 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Judge { tests, sandbox } => crate::cli::bench_judge::run(tests, &sandbox),
         Command::Sandbox { runs } => sandbox_bench::run(runs),
+        Command::Api {
+            submitters,
+            submissions,
+            rate,
+            duration,
+        } => {
+            let duration = humantime::parse_duration(&duration)
+                .map_err(|e| anyhow::anyhow!("--duration {duration:?}: {e} (e.g. 10s)"))?;
+            api::run(api::ApiBenchOptions {
+                submitters,
+                submissions,
+                rate,
+                duration,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

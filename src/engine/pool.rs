@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -25,6 +26,15 @@ pub struct PoolLive {
     pub replicas: AtomicU32,
     /// Internal failures that handed a job back instead of finishing it (storage faults).
     pub faults_total: AtomicU64,
+    /// Wall time spent inside `Sandbox::run` (compiles, tests, checkers), µs, since start:
+    /// with the judging times it gives the share of time outside the sandbox.
+    pub sandbox_us: AtomicU64,
+    /// `Sandbox::run` calls since start.
+    pub sandbox_runs: AtomicU64,
+    /// Judging time (claim to recorded result) summed over finished jobs, µs, since start.
+    pub judging_us: AtomicU64,
+    /// Jobs finished (result recorded) since start.
+    pub judged: AtomicU64,
 }
 
 /// Why a pool could not start a replica.
@@ -37,6 +47,35 @@ pub struct StartError {
     pub running: u32,
     /// Why, e.g. the sandbox could not prepare a box.
     pub reason: String,
+}
+
+/// The pool's sandbox, timing every run into [`PoolLive::sandbox_us`].
+struct Metered {
+    inner: Arc<dyn Sandbox>,
+    live: Arc<PoolLive>,
+}
+
+impl Sandbox for Metered {
+    fn run(
+        &self,
+        spec: &crate::sandbox::RunSpec,
+    ) -> Result<crate::sandbox::RunOutcome, crate::sandbox::SandboxError> {
+        let t = Instant::now();
+        let r = self.inner.run(spec);
+        self.live
+            .sandbox_us
+            .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.live.sandbox_runs.fetch_add(1, Ordering::Relaxed);
+        r
+    }
+
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn prepare(&self) -> Result<Duration, crate::sandbox::SandboxError> {
+        self.inner.prepare()
+    }
 }
 
 /// A running replica.
@@ -76,10 +115,14 @@ impl std::fmt::Debug for Pool {
 impl Pool {
     /// A pool with no replica yet.
     pub fn new(config: PoolConfig, sandbox: Arc<dyn Sandbox>, shared: Arc<Shared>) -> Arc<Pool> {
+        let live = Arc::new(PoolLive::default());
         Arc::new(Pool {
             config,
-            sandbox,
-            live: Arc::new(PoolLive::default()),
+            sandbox: Arc::new(Metered {
+                inner: sandbox,
+                live: live.clone(),
+            }),
+            live,
             wake: Arc::new(Notify::new()),
             shared,
             replicas: tokio::sync::Mutex::new(Vec::new()),

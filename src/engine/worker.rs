@@ -276,10 +276,15 @@ async fn run_job(
     match end {
         JobEnd::Done { ie } => {
             let queued = time::OffsetDateTime::now_utc() - lease.job.enqueued_at;
+            let took = started.elapsed();
+            pool.live
+                .judging_us
+                .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+            pool.live.judged.fetch_add(1, Ordering::Relaxed);
             shared.metrics.record_job(
                 pool.name().as_str(),
                 JobRecord {
-                    processing: started.elapsed(),
+                    processing: took,
                     latency: queued.try_into().unwrap_or_default(),
                     internal_error: ie,
                 },
@@ -358,7 +363,7 @@ async fn judge_job(pool: &Arc<Pool>, id: &str, mut abandon: watch::Receiver<bool
         };
         let (tx, mut rx) = mpsc::unbounded_channel::<JudgeEvent>();
         let sandbox = pool.sandbox.clone();
-        let opts = judge_options(pool);
+        let opts = judge_options();
         let handle = tokio::task::spawn_blocking(move || {
             let mut on_event = |ev: &JudgeEvent| {
                 let _ = tx.send(ev.clone());
@@ -457,7 +462,9 @@ async fn forward(shared: &Shared, id: &str, ev: JudgeEvent) {
     }
 }
 
-fn judge_options(pool: &Pool) -> crate::judge::runner::JudgeOptions {
-    let _ = pool;
+/// Options of a server-side judging: every test in the package's order, stopping where
+/// the package's rules say (as `judge test` without flags). The pool's limits were checked
+/// at admission (a problem above them is refused with a 4xx).
+fn judge_options() -> crate::judge::runner::JudgeOptions {
     crate::judge::runner::JudgeOptions::default()
 }
