@@ -399,7 +399,9 @@ fn serve_kill9_with_jobs_queued_and_in_flight_judges_each_once_after_restart() {
 
 #[test]
 fn serve_auth_roles_and_rate_limit() {
-    let e = env("paused = true\n");
+    // The default burst of 10; a slow refill (one token per 10 s) so a loaded machine
+    // cannot refill a token between the 10th and the 11th request.
+    let e = env("paused = true\n[rate_limit]\nper_second = 0.1\n");
     let s = Server::start(&e);
     let body = json!({"problem": "aplusb", "language": "python3", "source": PY_AC});
     // No token, a bad token.
@@ -450,8 +452,8 @@ fn serve_auth_roles_and_rate_limit() {
     assert_eq!(statuses[10], 429);
     assert_eq!(
         retry_after,
-        Some(1),
-        "2 tokens per second: the next one in 0.5 s"
+        Some(10),
+        "0.1 token per second: the next one in 10 s"
     );
     // Another user from the same address is refused too (per-IP bucket).
     let bob = s.create_token("bob", "contestant");
