@@ -450,11 +450,9 @@ fn serve_auth_roles_and_rate_limit() {
     }
     assert_eq!(&statuses[..10], &[202; 10]);
     assert_eq!(statuses[10], 429);
-    assert_eq!(
-        retry_after,
-        Some(10),
-        "0.1 token per second: the next one in 10 s"
-    );
+    // 0.1 token per second: the next one within 10 s (less the time the burst took).
+    let retry_after = retry_after.expect("a Retry-After header");
+    assert!((5..=10).contains(&retry_after), "Retry-After {retry_after}");
     // Another user from the same address is refused too (per-IP bucket).
     let bob = s.create_token("bob", "contestant");
     assert_eq!(s.post(Some(&bob), "/api/v1/submissions", &body).0, 429);
