@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::judge::language::{Language, LanguageError, Languages};
 use crate::sandbox::{
-    InputFile, Limits, Mount, Output, RunOutcome, RunSpec, Sandbox, Status, Stdin,
+    InputFile, Limits, Mount, Output, RunOutcome, RunSpec, Sandbox, SandboxError, Status, Stdin,
 };
 
 /// Compiler diagnostics are capped at this many bytes, then `"\n[truncated]"` follows.
@@ -285,6 +285,26 @@ fn diagnostics(out: &RunOutcome) -> String {
     cap_message(&s, out.stderr_truncated || out.stdout_truncated)
 }
 
+/// Runs `spec` in `sandbox`, adapting it to backends without a mount namespace (the
+/// `process` backend): there a toolchain mount cannot move a host folder to its box
+/// path, so the mount is dropped and its box path is replaced by the host path in the
+/// argv and the environment (e.g. `/opt/rust/bin` → `~/.rustup/toolchains/…/bin`).
+pub fn run_spec(sandbox: &dyn Sandbox, spec: &mut RunSpec) -> Result<RunOutcome, SandboxError> {
+    if sandbox.name() == "process" && !spec.mounts.is_empty() {
+        for m in std::mem::take(&mut spec.mounts) {
+            let (target, host) = (m.target.display().to_string(), m.host.display().to_string());
+            let fix = |s: &mut String| {
+                if s.contains(&target) {
+                    *s = s.replace(&target, &host);
+                }
+            };
+            spec.argv.iter_mut().for_each(fix);
+            spec.env.iter_mut().for_each(|(_, v)| fix(v));
+        }
+    }
+    sandbox.run(spec)
+}
+
 /// Compiles `program` as `lang` in `sandbox` with `limits`: every source file goes into
 /// the box, the compile argv runs there (its own limits: CPU and wall `limits.time_ms`,
 /// memory `limits.memory_bytes`, the language's `compile_pids`), and the artifacts come
@@ -326,7 +346,7 @@ pub fn compile(
     let mut run_files = Vec::new();
     let mut message = String::new();
     if let Some(cmd) = &lang.compile {
-        let spec = RunSpec {
+        let mut spec = RunSpec {
             argv: expand_argv(cmd, &main_source, &sources, limits.memory_bytes),
             env: lang.environment(),
             files: src_files.clone(),
@@ -351,7 +371,7 @@ pub fn compile(
             },
             collect: lang.artifacts.clone(),
         };
-        let out = sandbox.run(&spec).map_err(|e| {
+        let out = run_spec(sandbox, &mut spec).map_err(|e| {
             CompileFailure::Internal(format!("sandbox failed while compiling: {e}"))
         })?;
         message = diagnostics(&out);

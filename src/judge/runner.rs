@@ -16,7 +16,7 @@ use std::time::Instant;
 use crate::judge::language::Language;
 use crate::judge::problem::{Problem, TestCase, ValidatorKind};
 use crate::judge::program::{
-    compile, compile_cached, CompileFailure, CompileLimits, Compiled, Program,
+    compile, compile_cached, run_spec, CompileFailure, CompileLimits, Compiled, Program,
 };
 use crate::judge::scoring::{self, CaseOutcome};
 use crate::judge::validator::{self, DefaultFlags};
@@ -449,14 +449,14 @@ impl TestContext<'_> {
     }
 
     fn run_batch(&self, test: &TestCase, tr: &mut TestResult) -> CaseOutcome {
-        let spec = self.submission_spec(
+        let mut spec = self.submission_spec(
             Stdin::HostFile(test.input.clone()),
             Output::Capture {
                 limit: self.problem.output_bytes,
                 kill_on_overflow: true,
             },
         );
-        let out = match self.sandbox.run(&spec) {
+        let out = match run_spec(self.sandbox, &mut spec) {
             Ok(o) => o,
             Err(e) => {
                 tr.message = format!("internal error: sandbox: {e}");
@@ -579,7 +579,7 @@ impl TestContext<'_> {
             FEEDBACK_DIR.to_string(),
         ]);
         argv.extend(test.validator_args.iter().cloned());
-        let spec = RunSpec {
+        let mut spec = RunSpec {
             argv,
             env: v.lang.environment(),
             files,
@@ -601,7 +601,7 @@ impl TestContext<'_> {
             .map(|f| format!("{FEEDBACK_DIR}{f}"))
             .collect(),
         };
-        let res = self.sandbox.run(&spec);
+        let res = run_spec(self.sandbox, &mut spec);
         let done = Instant::now();
         drop(spec);
         let out = match res {
@@ -685,7 +685,7 @@ impl TestContext<'_> {
             "judge_out".to_string(),
             "judge_ans".to_string(),
         ]);
-        let spec = RunSpec {
+        let mut spec = RunSpec {
             argv,
             env: v.lang.environment(),
             files,
@@ -702,7 +702,7 @@ impl TestContext<'_> {
             limits: self.validator_limits(v, 0),
             collect: vec![],
         };
-        let out = match self.sandbox.run(&spec) {
+        let out = match run_spec(self.sandbox, &mut spec) {
             Ok(o) => o,
             Err(e) => {
                 tr.message = format!("internal error: sandbox (checker): {e}");
@@ -766,11 +766,11 @@ impl TestContext<'_> {
                     &mut vtr,
                 )
             });
-            let spec = self.submission_spec(
+            let mut spec = self.submission_spec(
                 Stdin::Fd(Arc::new(to_prog_r)),
                 Output::Fd(Arc::new(to_val_w)),
             );
-            let res = self.sandbox.run(&spec);
+            let res = run_spec(self.sandbox, &mut spec);
             let pdone = Instant::now();
             drop(spec); // close our ends: the validator sees EOF on its stdin
             let vres = val.join().unwrap_or_else(|_| {
