@@ -10,6 +10,10 @@ pub enum Command {
         /// Number of runs of each kind.
         #[arg(long, default_value_t = 500)]
         runs: u32,
+        /// Folder with prebuilt static `true` and `spin` binaries (for hosts without
+        /// gcc; `scripts/device-check.sh` ships them). Default: build them with gcc -static.
+        #[arg(long)]
+        prebuilt: Option<std::path::PathBuf>,
     },
     /// Judging 100 tests of A+B in C++ (compile once) vs 100 bare runs of the same binary.
     Judge {
@@ -118,7 +122,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Judge { tests, sandbox } => crate::cli::bench_judge::run(tests, &sandbox),
-        Command::Sandbox { runs } => sandbox_bench::run(runs),
+        Command::Sandbox { runs, prebuilt } => sandbox_bench::run(runs, prebuilt.as_deref()),
         Command::Api {
             submitters,
             submissions,

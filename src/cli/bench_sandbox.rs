@@ -107,8 +107,25 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
     v.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
+/// Builds (or copies from `prebuilt`) the two static binaries `true` and `spin` into `dir`.
+pub fn static_binaries(dir: &Path, prebuilt: Option<&Path>) -> anyhow::Result<()> {
+    match prebuilt {
+        Some(p) => {
+            for name in ["true", "spin"] {
+                std::fs::copy(p.join(name), dir.join(name))
+                    .with_context(|| format!("copy {}", p.join(name).display()))?;
+            }
+            Ok(())
+        }
+        None => {
+            gcc_static(dir, "true", TRIVIAL)?;
+            gcc_static(dir, "spin", SPIN)
+        }
+    }
+}
+
 /// Runs the benchmark and prints its figures.
-pub fn run(runs: u32) -> anyhow::Result<ExitCode> {
+pub fn run(runs: u32, prebuilt: Option<&Path>) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(runs > 0, "--runs must be at least 1");
     let dir = tempfile::tempdir()?;
     // The box must be able to read the binaries (mounted read-only).
@@ -116,8 +133,7 @@ pub fn run(runs: u32) -> anyhow::Result<ExitCode> {
         dir.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )?;
-    gcc_static(dir.path(), "true", TRIVIAL)?;
-    gcc_static(dir.path(), "spin", SPIN)?;
+    static_binaries(dir.path(), prebuilt)?;
     let sb = NativeSandbox::new(NativeConfig::default())?;
     let mut colds = Vec::new();
     for _ in 0..3 {

@@ -89,7 +89,12 @@ fn keyed(text: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// Pids listed in a `cgroup.procs` file; none when the file is gone (the cgroup
+/// folder was removed meanwhile).
 fn read_pids(path: &Path) -> Result<Vec<libc::pid_t>, SandboxError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
     Ok(read_file(path)?
         .split_whitespace()
         .filter_map(|p| p.parse().ok())
@@ -334,6 +339,79 @@ impl CgroupRoot {
                 Ok(())
             }
         }
+    }
+
+    /// Removes run cgroups left by judge processes that died mid-run: folders named
+    /// `<prefix>-<pid>-<n>` (prefixes `run`, `proc`, `doctor`) whose pid no longer
+    /// exists. Their tasks (if any survived) are killed first. Returns how many were
+    /// removed; failures are skipped (they are retried at the next start).
+    pub fn sweep_stale(&self) -> usize {
+        let mut removed = 0;
+        let mut names = std::collections::BTreeSet::new();
+        for base in self.base_paths() {
+            let Ok(rd) = fs::read_dir(&base) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                let mut parts = n.splitn(3, '-');
+                let (Some(prefix), Some(pid), Some(_)) = (parts.next(), parts.next(), parts.next())
+                else {
+                    continue;
+                };
+                if !matches!(prefix, "run" | "proc" | "doctor") {
+                    continue;
+                }
+                let Ok(pid) = pid.parse::<u32>() else {
+                    continue;
+                };
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    names.insert(n);
+                }
+            }
+        }
+        for n in names {
+            let mut cg = match self {
+                CgroupRoot::V1 {
+                    memory,
+                    cpuacct,
+                    pids,
+                    freezer,
+                } => RunCgroup::V1(V1Cgroup {
+                    memory: memory.join(&n),
+                    cpuacct: cpuacct.join(&n),
+                    pids: pids.join(&n),
+                    freezer: freezer.as_ref().map(|f| f.join(&n)).filter(|f| f.exists()),
+                    cpu_file: None,
+                    procs: Vec::new(),
+                }),
+                CgroupRoot::V2 { base } => RunCgroup::V2(V2Cgroup {
+                    dir: base.join(&n),
+                    dir_fd: None,
+                    procs: None,
+                    cpu_file: None,
+                    has_peak: false,
+                }),
+            };
+            if let RunCgroup::V1(v1) = &cg {
+                // A hierarchy may already lack the folder: only kill and remove what exists.
+                if v1.dirs().iter().any(|d| !d.exists()) {
+                    for d in v1.dirs() {
+                        if d.exists()
+                            && read_pids(&d.join("cgroup.procs")).is_ok_and(|p| p.is_empty())
+                        {
+                            let _ = rmdir(d);
+                        }
+                    }
+                    removed += 1;
+                    continue;
+                }
+            }
+            if cg.kill_all().is_ok() && cg.remove().is_ok() {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// Creates the cgroup of one run named `name` with `limits` applied. On v1,
@@ -996,6 +1074,26 @@ mod tests {
         let err = root.ensure_base().unwrap_err().to_string();
         assert!(err.contains("Delegate=yes"), "{err}");
         assert!(err.contains("cgroup.subtree_control"), "{err}");
+    }
+
+    #[test]
+    fn sweep_removes_only_cgroups_of_dead_judges() {
+        let t = tempfile::tempdir().unwrap();
+        let base = t.path().join("judge");
+        // pid 0x7ffffff0 does not exist; our own pid does.
+        let dead = base.join("run-2147483632-3");
+        let alive = base.join(format!("run-{}-0", std::process::id()));
+        let other = base.join("something-else");
+        for d in [&dead, &alive, &other] {
+            fs::create_dir_all(d).unwrap();
+        }
+        let root = CgroupRoot::v2_at(base.clone());
+        // The kernel lets a task-less cgroup folder be removed with its control files;
+        // a plain folder must be empty, so the dead one is left empty here.
+        assert_eq!(root.sweep_stale(), 1);
+        assert!(!dead.exists());
+        // Folders of live judges and other names are left alone.
+        assert!(alive.exists() && other.exists());
     }
 
     #[test]

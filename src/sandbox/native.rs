@@ -526,6 +526,13 @@ impl NativeSandbox {
             path: cfg.staging.clone(),
             source,
         })?;
+        let swept = cgroups.sweep_stale();
+        if swept > 0 {
+            tracing::warn!(
+                swept,
+                "removed run cgroups left by judge processes that died mid-run"
+            );
+        }
         let netns = shared_netns()?;
         let slots = Slots::new(cfg.max_boxes);
         let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);

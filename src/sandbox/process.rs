@@ -82,6 +82,13 @@ impl ProcessSandbox {
             &cfg.root,
             std::os::unix::fs::PermissionsExt::from_mode(0o711),
         );
+        let swept = cgroups.sweep_stale();
+        if swept > 0 {
+            tracing::warn!(
+                swept,
+                "removed run cgroups left by judge processes that died mid-run"
+            );
+        }
         let slots = Slots::new(cfg.max_slots);
         Ok(ProcessSandbox {
             inner: Arc::new(Inner {
