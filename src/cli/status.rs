@@ -51,7 +51,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(match (v.state, v.result()) {
-        (SubmissionState::Done, Some(r)) => ExitCode::from(super::submit::exit_code(&r)),
+        (SubmissionState::Done, Some(r)) => {
+            ExitCode::from(super::test::exit_code_for(&r, v.max_score))
+        }
         _ => ExitCode::SUCCESS,
     })
 }

@@ -8,9 +8,10 @@ use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::client::Client;
+use crate::cli::test::exit_code_for;
 use crate::engine::api::wire::{event, SubmissionView, SubmitRequest, SubmitResponse};
 use crate::engine::model::Priority;
-use crate::judge::{CompileResult, JudgeResult, TestResult, Verdict, EXIT_PARTIAL_SCORE};
+use crate::judge::{CompileResult, JudgeResult, TestResult, Verdict};
 
 /// Arguments of `judge submit`.
 #[derive(Debug, clap::Args)]
@@ -97,7 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.json {
         eprintln!("submission {}", resp.id);
     }
-    let result = follow(&client, &resp.id)?;
+    let (result, max_score) = follow(&client, &resp.id)?;
     if args.json {
         let mut v = serde_json::to_value(&result)?;
         v.as_object_mut()
@@ -107,25 +108,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         print_result(&result);
     }
-    Ok(ExitCode::from(exit_code(&result)))
-}
-
-/// The exit code of a final result, as `judge test`: the verdict's code, or
-/// [`EXIT_PARTIAL_SCORE`] for an accepted scoring submission with a test that scored less
-/// than others could (a test not AC with a score).
-pub fn exit_code(r: &JudgeResult) -> u8 {
-    if r.verdict == Verdict::AC
-        && r.score.is_some()
-        && r.tests.iter().any(|t| t.verdict != Verdict::AC)
-    {
-        return EXIT_PARTIAL_SCORE;
-    }
-    r.verdict.exit_code()
+    Ok(ExitCode::from(exit_code_for(&result, max_score)))
 }
 
 /// Follows the submission's events with a progress bar on stderr until its final result.
 /// Reconnects (the server replays what happened so far) if the stream breaks.
-pub fn follow(client: &Client, id: &str) -> anyhow::Result<JudgeResult> {
+/// Returns the final result and the problem's full score (scoring problems).
+pub fn follow(client: &Client, id: &str) -> anyhow::Result<(JudgeResult, Option<f64>)> {
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")
@@ -150,7 +139,7 @@ pub fn follow(client: &Client, id: &str) -> anyhow::Result<JudgeResult> {
                 {
                     if let Some(r) = v.result() {
                         bar.finish_and_clear();
-                        return Ok(r);
+                        return Ok((r, v.max_score));
                     }
                 }
             }
@@ -172,7 +161,7 @@ fn follow_once(
     client: &Client,
     id: &str,
     bar: &ProgressBar,
-) -> anyhow::Result<Option<JudgeResult>> {
+) -> anyhow::Result<Option<(JudgeResult, Option<f64>)>> {
     let mut events = client.events(&format!("/api/v1/submissions/{id}/events"))?;
     while let Some(ev) = events.next_event()? {
         let data: serde_json::Value = serde_json::from_str(&ev.data).unwrap_or_default();
@@ -204,7 +193,7 @@ fn follow_once(
             event::FINAL => {
                 let r: JudgeResult =
                     serde_json::from_value(data["result"].clone()).context("the final event")?;
-                return Ok(Some(r));
+                return Ok(Some((r, data["max_score"].as_f64())));
             }
             _ => {}
         }

@@ -51,8 +51,10 @@ const PY_WA: &str = "a, b = map(int, input().split())\nprint(a * b + 1)\n";
 const PY_TLE: &str = "while True:\n    pass\n";
 const PY_CE: &str = "def main(:\n    print(1)\n";
 
-/// A running `judge serve`; killed (SIGKILL) on drop.
+/// A running `judge serve`; killed (SIGKILL) on drop. It holds the process-wide sandbox
+/// lock while it runs, so its boxes do not skew the timing of other tests' boxes.
 pub(crate) struct Server {
+    lock: Option<std::sync::MutexGuard<'static, ()>>,
     child: Child,
     pub(crate) url: String,
     data: PathBuf,
@@ -93,6 +95,11 @@ pub(crate) fn env(config: &str) -> Env {
 
 impl Server {
     pub(crate) fn start(e: &Env) -> Server {
+        Self::start_locked(e, crate::util::sandbox_lock())
+    }
+
+    /// Starts a server holding `lock` (a restart hands its predecessor's lock on).
+    fn start_locked(e: &Env, lock: std::sync::MutexGuard<'static, ()>) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&e.data)
@@ -139,6 +146,7 @@ impl Server {
             "client.toml points at this server"
         );
         Server {
+            lock: Some(lock),
             child,
             url,
             data: e.data.clone(),
@@ -148,9 +156,36 @@ impl Server {
         }
     }
 
-    fn kill9(&mut self) {
+    /// SIGKILL; returns the sandbox lock for the restarted server.
+    fn kill9(&mut self) -> std::sync::MutexGuard<'static, ()> {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+        self.lock.take().expect("a running server holds the lock")
+    }
+
+    /// SIGTERM, then waits for the exit (at most `within`); returns the exit status and
+    /// the sandbox lock.
+    fn terminate(
+        &mut self,
+        within: Duration,
+    ) -> (std::process::ExitStatus, std::sync::MutexGuard<'static, ()>) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0);
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (
+                    status,
+                    self.lock.take().expect("a running server holds the lock"),
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "judge serve did not exit within {within:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn http() -> reqwest::blocking::Client {
@@ -368,9 +403,9 @@ fn serve_kill9_with_jobs_queued_and_in_flight_judges_each_once_after_restart() {
         states.iter().any(|st| st == "queued"),
         "some jobs still queued at the kill: {states:?}"
     );
-    s.kill9();
+    let lock = s.kill9();
 
-    let s = Server::start(&e);
+    let s = Server::start_locked(&e, lock);
     for id in &ids {
         let events = s.events(&s.token, id);
         let result = check_stream(&events);
@@ -685,6 +720,15 @@ fn serve_problem_upload_refuses_traversal_links_and_oversize() {
 #[test]
 fn serve_then_judge_submit_and_status_from_the_client_config() {
     let e = env("");
+    // The shipped scoring problem, for the partial-score exit code.
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("problems/sumbig");
+    let st = Command::new("cp")
+        .arg("-r")
+        .arg(&shipped)
+        .arg(&e.problems)
+        .status()
+        .unwrap();
+    assert!(st.success());
     let s = Server::start(&e);
     let dir = tempfile::tempdir().unwrap();
     let run = |file: &str, src: &str, extra: &[&str]| {
@@ -737,6 +781,21 @@ fn serve_then_judge_submit_and_status_from_the_client_config() {
         ),
         (Some(id.as_str()), Some("done"), Some("AC"))
     );
+    // A partial score on a scoring problem: exit 17, as `judge test`.
+    let out = Command::new(BIN)
+        .arg("submit")
+        .arg(shipped.join("submissions/partially_accepted/int32.cpp"))
+        .args(["--problem", "sumbig", "--json"])
+        .env("JUDGE_CONFIG_DIR", &s.config_dir)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["verdict"].as_str(), v["score"].as_f64()),
+        (Some("AC"), Some(30.0)),
+        "{v}"
+    );
+    assert_eq!(out.status.code(), Some(17));
     // Reading the stream of a missing file fails cleanly.
     let out = Command::new(BIN)
         .args(["submit", "/nonexistent.py", "--problem", "aplusb"])
@@ -744,4 +803,37 @@ fn serve_then_judge_submit_and_status_from_the_client_config() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn serve_sigterm_drains_the_job_in_flight_and_keeps_the_queued_ones() {
+    let e = env("drain_timeout = \"60s\"\n[pools.microvm]\nslots = 1\n");
+    let mut s = Server::start(&e);
+    // A slow one first (TLE: about 1 s of CPU after compiling), then two that wait.
+    let slow = s.submit(&s.token, "aplusb", "cpp", CPP_TLE);
+    let queued: Vec<String> = (0..2)
+        .map(|_| s.submit(&s.token, "aplusb", "cpp", CPP_AC))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.view(&s.token, &slow).state.as_str() != "judging" {
+        assert!(Instant::now() < deadline, "the slow job never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, lock) = s.terminate(Duration::from_secs(60));
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+
+    // Restart: the job that was in flight finished during the drain (its verdict was
+    // recorded before exit); the queued ones are judged now; each ends once.
+    let s = Server::start_locked(&e, lock);
+    let v = s.view(&s.token, &slow);
+    assert_eq!(
+        v.state.as_str(),
+        "done",
+        "the in-flight job was finished by the drain"
+    );
+    assert_eq!(v.verdict.map(|v| v.to_string()), Some("TLE".to_string()));
+    for id in &queued {
+        let result = check_stream(&s.events(&s.token, id));
+        assert_eq!(result["verdict"], "AC");
+    }
 }

@@ -262,6 +262,11 @@ async fn visible(engine: &Engine, caller: &Caller, id: &str) -> Result<Submissio
 
 /// The view of a stored submission with the per-test results recorded so far.
 pub async fn view(engine: &Engine, sub: Submission) -> Result<SubmissionView, ApiError> {
+    let max_score = engine
+        .shared
+        .catalog
+        .get(&sub.problem)
+        .and_then(|p| p.max_score());
     let (tests, compile, verdict, score) = match &sub.result {
         Some(r) => (
             r.tests.clone(),
@@ -301,6 +306,7 @@ pub async fn view(engine: &Engine, sub: Submission) -> Result<SubmissionView, Ap
         compile,
         tests,
         total_tests,
+        max_score,
     })
 }
 
@@ -349,8 +355,11 @@ fn test_event(index: usize, total: usize, result: &TestResult) -> Event {
     )
 }
 
-fn final_event(result: &JudgeResult) -> Event {
-    sse(event::FINAL, serde_json::json!({ "result": result }))
+fn final_event(result: &JudgeResult, max_score: Option<f64>) -> Event {
+    sse(
+        event::FINAL,
+        serde_json::json!({ "result": result, "max_score": max_score }),
+    )
 }
 
 /// `GET /api/v1/submissions/{id}/events`: what happened so far (from the store), then live
@@ -383,6 +392,8 @@ pub async fn events(
 
 /// What a follower has sent so far.
 struct Sent {
+    /// The problem's full score (scoring problems), sent with `final`.
+    max_score: Option<f64>,
     compiling: bool,
     compiled: bool,
     tests: usize,
@@ -426,12 +437,8 @@ async fn follow(
     let id = sub.id.clone();
     let mut rx = live.rx;
     let mut shutdown = engine.shutdown.clone();
-    let problem_tests = engine
-        .shared
-        .catalog
-        .get(&sub.problem)
-        .map(|p| p.test_count())
-        .unwrap_or(0);
+    let problem = engine.shared.catalog.get(&sub.problem);
+    let problem_tests = problem.as_ref().map(|p| p.test_count()).unwrap_or(0);
     let queued = sse(
         event::QUEUED,
         serde_json::json!({ "id": id, "pool": sub.pool }),
@@ -440,6 +447,7 @@ async fn follow(
         return;
     }
     let mut sent = Sent {
+        max_score: problem.and_then(|p| p.max_score()),
         compiling: false,
         compiled: false,
         tests: 0,
@@ -560,5 +568,5 @@ async fn catch_up_done(
         }
     }
     sent.tests = result.tests.len();
-    let _ = send_opt(tx, Some(final_event(result))).await;
+    let _ = send_opt(tx, Some(final_event(result, sent.max_score))).await;
 }

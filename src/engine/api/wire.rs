@@ -65,6 +65,10 @@ pub struct SubmissionView {
     pub tests: Vec<TestResult>,
     /// Number of tests that will run, once compiled.
     pub total_tests: Option<usize>,
+    /// The problem's full score on scoring problems (`None` on pass-fail ones): a `done`
+    /// AC with a lower score is a partial score (exit code 17 of `judge submit`).
+    #[serde(default)]
+    pub max_score: Option<f64>,
 }
 
 impl SubmissionView {
@@ -85,7 +89,7 @@ impl SubmissionView {
 /// - `compiling`: `{}`;
 /// - `compiled`: `{"compile": CompileResult, "total_tests": n}`;
 /// - `test`: `{"index", "total", "result": TestResult}`;
-/// - `final`: `{"result": JudgeResult}`, after which the stream ends.
+/// - `final`: `{"result": JudgeResult, "max_score": f64 | null}`, after which the stream ends.
 pub mod event {
     /// In the queue.
     pub const QUEUED: &str = "queued";
