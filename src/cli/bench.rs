@@ -43,10 +43,10 @@ pub enum Command {
     },
     /// Replay a contest mix against a running server; print queue depth, replicas, p95, error rate over time.
     Load {
-        /// Server URL.
+        /// Server URL (default: the local client credentials `judge serve` wrote).
         #[arg(long, env = "JUDGE_SERVER")]
         server: Option<String>,
-        /// Token.
+        /// An admin token (the stats are admin-only); default: the local client credentials.
         #[arg(long, env = "JUDGE_TOKEN", hide_env_values = true)]
         token: Option<String>,
         /// Duration, e.g. `60s`.
@@ -107,10 +107,11 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 (0.0..=1.0).contains(&low_share),
                 "--low-share must be within 0..1"
             );
-            let (server, token) = load::resolve_client(server, token)?;
+            // Flags, JUDGE_SERVER / JUDGE_TOKEN, then the local client credentials.
+            let creds = crate::cli::client::resolve_credentials(server, token)?;
             load::run(load::LoadOptions {
-                server,
-                token,
+                server: creds.server,
+                token: creds.token,
                 duration: dur("duration", &duration)?,
                 burst,
                 rate,

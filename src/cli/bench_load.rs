@@ -105,7 +105,7 @@ fn source(lang: &str, intent: Intent) -> (&'static str, Intent) {
         ("c", Tle) => "int main(void){volatile unsigned long x=0;for(;;)x++;}\n",
         ("c", Rte) => "#include <stdlib.h>\nint main(void){abort();}\n",
         ("c", Ce) => "int main(void) { return 0 }\n",
-        ("c", Mle) => "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\nint main(void){size_t n=1u<<30;char*p=malloc(n);if(!p)return 1;memset(p,1,n);printf(\"%d\\n\",p[n/2]);return 0;}\n",
+        ("c", Mle) => "#include <stdio.h>\n#include <stdlib.h>\nint main(void){size_t n=1u<<30;volatile char*p=malloc(n);if(!p)return 1;long s=0;for(size_t i=0;i<n;i+=4096){p[i]=1;s+=p[i];}printf(\"%ld\\n\",s);return 0;}\n",
         ("python3", Ac) => "a, b = map(int, open(0).read().split()[:2])\nprint(a + b)\n",
         ("python3", Tle) => "while True:\n    pass\n",
         ("python3", Rte) => "a = 1 // 0\n",
@@ -191,19 +191,6 @@ impl Api {
             .await
             .with_context(|| format!("GET {path}: bad JSON"))
     }
-}
-
-/// Server URL and token from the flags (or `JUDGE_SERVER` / `JUDGE_TOKEN`).
-///
-/// # Errors
-/// When either is missing.
-pub fn resolve_client(
-    server: Option<String>,
-    token: Option<String>,
-) -> anyhow::Result<(String, String)> {
-    let server = server.context("no server: give --server URL or set JUDGE_SERVER")?;
-    let token = token.context("no token: give --token (an admin token) or set JUDGE_TOKEN")?;
-    Ok((server, token))
 }
 
 /// Runs the load; prints to stdout as it goes.

@@ -527,7 +527,6 @@ impl Autoscaler {
                 self.metrics.set_replicas(pool, current, current);
                 continue;
             };
-            let started = std::time::Instant::now();
             let (to, ok, error) = match self.actuator.scale_to(pool, d.to).await {
                 Ok(n) => (
                     n,
@@ -539,10 +538,6 @@ impl Autoscaler {
                     (now, false, Some(e.to_string()))
                 }
             };
-            if d.is_scale_up() && ok {
-                let per = started.elapsed() / (d.to - d.from).max(1);
-                self.metrics.record_cold_start(pool, per);
-            }
             if d.is_scale_up() && !ok {
                 self.metrics.record_scale_up_failure(pool);
             }

@@ -151,6 +151,18 @@ impl Running {
         r.json().await.unwrap()
     }
 
+    /// Polls submission `id` until its state is `state`; panics with `what` at `deadline`.
+    async fn wait_state(&self, id: &str, state: &str, deadline: Instant, what: &str) -> Value {
+        loop {
+            assert!(Instant::now() < deadline, "{what}");
+            let v: Value = self.get(&format!("/api/v1/submissions/{id}")).await;
+            if v["state"] == state {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn stats(&self) -> Stats {
         self.get("/api/v1/stats").await
     }
@@ -356,28 +368,19 @@ async fn a_job_of_a_killed_replica_is_judged_by_another_body() {
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(Instant::now() < deadline, "never started judging");
-        let v: Value = srv.get(&format!("/api/v1/submissions/{id}")).await;
-        if v["state"] == "judging" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    srv.wait_state(&id, "judging", deadline, "never started judging")
+        .await;
     let killed = pool.kill_replica().await.expect("a replica to kill");
     assert_eq!(pool.replicas(), 0);
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "the job was not judged after the replica died"
-        );
-        let v: Value = srv.get(&format!("/api/v1/submissions/{id}")).await;
-        if v["state"] == "done" {
-            assert_eq!(v["verdict"], "AC", "{v}");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let v = srv
+        .wait_state(
+            &id,
+            "done",
+            deadline,
+            "the job was not judged after the replica died",
+        )
+        .await;
+    assert_eq!(v["verdict"], "AC", "{v}");
     let sub = srv.engine.shared.store.get_submission(&id).await.unwrap();
     assert_eq!(
         sub.attempts, 2,
@@ -392,6 +395,101 @@ async fn a_job_of_a_killed_replica_is_judged_by_another_body() {
             && e.rule == "min_replicas = 1"
             && e.ok),
         "the autoscaler restored the pool after replica {killed} died: {events:?}"
+    );
+    srv.shutdown().await;
+}
+
+/// DESIGN.md "Backpressure": five consecutive internal failures open the pool's breaker;
+/// while open the pool claims nothing and the other jobs stay queued (not failed); after
+/// `open_for` one trial job is judged and its success closes the breaker.
+#[test]
+fn five_internal_errors_open_the_breaker_and_a_good_trial_closes_it() {
+    let _sandbox = crate::util::sandbox_lock();
+    runtime().block_on(five_internal_errors_open_the_breaker_and_a_good_trial_closes_it_body());
+}
+
+async fn five_internal_errors_open_the_breaker_and_a_good_trial_closes_it_body() {
+    // One slot: jobs are claimed one at a time, so the order of outcomes is fixed.
+    let Some(srv) = start(
+        "slots = 1\nmin_replicas = 1\nmax_replicas = 1",
+        "[judging]\npaused = true\npoll_interval = \"50ms\"\n\
+         [backpressure.breaker]\nopen_for = \"3s\"\n",
+        1,
+    )
+    .await
+    else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for _ in 0..7 {
+        let (status, body, _) = srv.submit("normal").await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    // The first five lose their source: judging them is an internal error (IE), the
+    // judge's fault, exactly what the breaker counts.
+    for id in &ids[..5] {
+        let sub = srv.engine.shared.store.get_submission(id).await.unwrap();
+        srv.engine
+            .shared
+            .blobs
+            .delete(&sub.source_key)
+            .await
+            .unwrap();
+    }
+    srv.set_paused(false).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let verdict = |v: &Value| v["verdict"].as_str().map(str::to_string);
+    srv.wait_state(
+        &ids[4],
+        "done",
+        deadline,
+        "the five IE jobs were not judged",
+    )
+    .await;
+    let opened = Instant::now();
+    for id in &ids[..5] {
+        let v: Value = srv.get(&format!("/api/v1/submissions/{id}")).await;
+        assert_eq!(verdict(&v).as_deref(), Some("IE"), "{v}");
+    }
+    // Open: the two good jobs wait in the queue, untouched.
+    let s = srv.stats().await;
+    assert_eq!(s.pools[0].name, "container");
+    assert_eq!(s.pools[0].breaker, "open");
+    assert_eq!(depth(&s), 2);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let s = srv.stats().await;
+    assert_eq!(
+        (s.pools[0].breaker.as_str(), depth(&s)),
+        ("open", 2),
+        "nothing claimed while open"
+    );
+    for id in &ids[5..] {
+        let v: Value = srv.get(&format!("/api/v1/submissions/{id}")).await;
+        assert_eq!(v["state"], "queued", "{v}");
+    }
+    // After open_for, the trial (job 6) is judged AC and closes it; job 7 follows.
+    srv.wait_state(
+        &ids[6],
+        "done",
+        deadline,
+        "the queued jobs were not judged after the breaker closed",
+    )
+    .await;
+    assert!(
+        opened.elapsed() >= Duration::from_millis(2500),
+        "claimed before open_for ended"
+    );
+    for id in &ids[5..] {
+        let v: Value = srv.get(&format!("/api/v1/submissions/{id}")).await;
+        assert_eq!(verdict(&v).as_deref(), Some("AC"), "{v}");
+    }
+    let s = srv.stats().await;
+    assert_eq!(s.pools[0].breaker, "closed");
+    assert!(
+        s.pools[0].error_rate > 0.7,
+        "5 of 7 jobs were IE: {}",
+        s.pools[0].error_rate
     );
     srv.shutdown().await;
 }

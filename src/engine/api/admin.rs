@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{parse_json, Admin, ApiError};
 use crate::engine::clock::rfc3339;
+use crate::engine::metrics::Sampler;
 use crate::engine::model::{Alert, ScalingEvent, Stats};
 use crate::engine::serve::Engine;
 
@@ -95,19 +96,19 @@ pub async fn set_judging(
 impl Engine {
     /// Collects the live figures of every pool and the API counters.
     ///
-    /// Errors: the queue or the store failed.
+    /// Errors: the store failed (a queue that fails to report leaves its last figures).
     pub async fn stats(&self) -> Result<Stats, String> {
-        // Fresh queue figures (the sampler's are up to one sample interval old).
-        let metrics = &self.shared.metrics;
-        for name in self.pools.keys() {
-            let q = &self.shared.queue;
-            let depth = q.depth(name.as_str()).await.map_err(|e| e.to_string())?;
-            let in_flight = q
-                .in_flight(name.as_str())
-                .await
-                .map_err(|e| e.to_string())?;
-            metrics.sample_queue(name.as_str(), depth, in_flight);
-        }
+        // Fresh figures (the sampler's are up to one sample interval old): queue depths,
+        // leased jobs, breaker states, shedding level.
+        let shared = &self.shared;
+        let metrics = &shared.metrics;
+        Sampler::new(
+            metrics.clone(),
+            shared.queue.clone(),
+            shared.backpressure.clone(),
+        )
+        .sample()
+        .await;
         let recent = self
             .shared
             .store
