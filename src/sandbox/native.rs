@@ -1,7 +1,9 @@
 //! The native backend: Linux namespaces, a read-only root, cgroups, seccomp.
 //!
 //! # Boxes
-//! A *box* is a mount namespace whose root was built once and is reused: a tmpfs root
+//! A *box* is a mount namespace and an empty network namespace (a loopback, down: no
+//! network, and no abstract unix socket shared with another box), made once and
+//! reused. The mount namespace's root is a tmpfs
 //! holding read-only bind mounts of the host's toolchain folders (`/usr`, and `/bin`,
 //! `/lib`, `/lib64`, `/sbin` as binds or — on merged-usr hosts — as the same symlinks
 //! into `/usr`), the few `/etc` pieces toolchains need ([`ETC_PIECES`], a generated
@@ -16,6 +18,9 @@
 //! (more than [`WIPE_BUDGET`] entries) is dropped instead: the kernel frees its
 //! tmpfs with the namespace.
 //!
+//! Mounts of the root, made once per box, are recorded in `root_plan`'s
+//! operations; a box's extra mounts never change, so boxes are kept per mount set.
+//!
 //! Language folders outside the default root (e.g. `/root/.rustup` and
 //! `/root/.cargo` for rustc) are passed by the judge in [`RunSpec::mounts`]; missing
 //! parent folders of a target are created inside the box root, so a host parent
@@ -24,31 +29,31 @@
 //! inside the default root.
 //!
 //! # One run
-//! Everything that allocates is built first ([`exec::Prepared`], [`exec::Stdio`],
+//! Everything that allocates is built first (`exec::Prepared`, `exec::Stdio`,
 //! the run's cgroup). Then `clone3` makes the box's *init*: pid 1 of a new PID
 //! namespace, with new IPC and UTS namespaces (so SysV IPC objects never outlive a
 //! run), placed in the run's cgroup (atomically on v2, by writing `0` to the
-//! pre-opened `cgroup.procs` files on v1). Init joins the shared empty network
-//! namespace and the box's mount namespace, sizes the tmpfs mounts for this run
-//! (`size` = [`Limits::disk_bytes`] plus the input files, `nr_inodes` =
+//! pre-opened `cgroup.procs` files on v1). Init joins the box's network and mount
+//! namespaces, sizes the tmpfs mounts for this run
+//! (`size` = [`super::Limits::disk_bytes`] plus the input files, `nr_inodes` =
 //! `disk_bytes / 4096`, at least 1024), mounts a fresh `/proc`, and forks the program.
 //! The program sets up fds 0–2 (closing everything else), rlimits, drops to the box's
 //! unprivileged uid/gid (no supplementary groups, so no capabilities), sets
 //! no_new_privs, loads the seccomp filter and execs. Init reaps everything and, when
 //! the program ends, reports its wait status and exits: the kernel then kills every
 //! other process of the PID namespace. The host watches CPU time in the cgroup, wall
-//! time and output caps ([`exec::watch`]); on a limit it SIGKILLs init (which takes
+//! time and output caps (`exec::watch`); on a limit it SIGKILLs init (which takes
 //! the whole namespace down), then kills whatever is left in the cgroup, removes it,
 //! copies out [`RunSpec::collect`] and wipes the box.
 //!
-//! Child code runs only raw syscalls on prepared memory: see [`super::sys`] for why.
+//! Child code runs only raw syscalls on prepared memory: the module docs of `sandbox::sys` say why.
 
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::boxfs;
@@ -123,7 +128,6 @@ pub struct NativeSandbox {
 struct Inner {
     cfg: NativeConfig,
     cgroups: CgroupRoot,
-    netns: Arc<OwnedFd>,
     seccomp: Option<seccomp::Program>,
     idle: Mutex<HashMap<Vec<Mount>, Vec<WarmBox>>>,
     slots: Arc<Slots>,
@@ -139,6 +143,9 @@ struct WarmBox {
     slot: u32,
     uid: u32,
     mnt_ns: OwnedFd,
+    /// The box's own empty network namespace (only a loopback, down): boxes cannot
+    /// reach each other, not even through abstract unix sockets.
+    net_ns: OwnedFd,
     work: OwnedFd,
     tmp: OwnedFd,
     slots: Arc<Slots>,
@@ -154,43 +161,6 @@ impl Drop for WarmBox {
 
 fn internal(what: impl std::fmt::Display) -> SandboxError {
     SandboxError::Internal(what.to_string())
-}
-
-/// The empty network namespace every box joins (creating one per run is slow on some
-/// kernels). Made once per process by a short-lived child.
-fn shared_netns() -> Result<Arc<OwnedFd>, SandboxError> {
-    static NETNS: OnceLock<Arc<OwnedFd>> = OnceLock::new();
-    if let Some(n) = NETNS.get() {
-        return Ok(n.clone());
-    }
-    let (hold_r, hold_w) = sys::pipe().map_err(internal)?;
-    // SAFETY: the child only blocks on read and exits (raw syscalls).
-    let child = unsafe { sys::clone_fork(libc::CLONE_NEWNET as u64, None) }.map_err(|e| {
-        SandboxError::Unavailable(format!(
-            "cannot create a network namespace: {e}; run judge as root"
-        ))
-    })?;
-    let Some(child) = child else {
-        sys::close_all_except(0, &[hold_r.as_raw_fd()]);
-        let mut b = [0u8; 1];
-        // SAFETY: read into a local buffer; then exit.
-        unsafe {
-            libc::read(hold_r.as_raw_fd(), b.as_mut_ptr().cast(), 1);
-            libc::_exit(0);
-        }
-    };
-    drop(hold_r);
-    let path = format!("/proc/{}/ns/net", child.pid);
-    let f = std::fs::File::open(&path);
-    drop(hold_w);
-    let _ = sys::wait_pid(child.pid);
-    let f = f.map_err(|source| SandboxError::Io {
-        op: "open",
-        path: path.into(),
-        source,
-    })?;
-    let fd = Arc::new(OwnedFd::from(f));
-    Ok(NETNS.get_or_init(|| fd).clone())
 }
 
 /// One step of building a box root, executed by the box-making child (raw syscalls).
@@ -503,9 +473,10 @@ fn box_child(staging: &CString, ops: &[RootOp], report: RawFd, hold: RawFd) -> !
 }
 
 impl NativeSandbox {
-    /// Builds the backend: detects cgroups (unless given), creates the shared network
-    /// namespace, checks that one box can be made. Cheap enough to call once per
-    /// `judge test` and once per engine pool (about a millisecond plus one box).
+    /// Builds the backend: checks root, detects cgroups (unless given) and removes run
+    /// cgroups of dead judge processes. No box is made until the first run or
+    /// [`Sandbox::prepare`]: cheap enough to call once per `judge test` and once per
+    /// engine pool (well under a millisecond).
     ///
     /// Errors: [`SandboxError::Unavailable`] when not root, when namespaces or cgroups
     /// are unusable, or seccomp is asked for on a non-x86_64 host.
@@ -533,14 +504,12 @@ impl NativeSandbox {
                 "removed run cgroups left by judge processes that died mid-run"
             );
         }
-        let netns = shared_netns()?;
         let slots = Slots::new(cfg.max_boxes);
         let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
         let sb = NativeSandbox {
             inner: Arc::new(Inner {
                 cfg,
                 cgroups,
-                netns,
                 seccomp,
                 idle: Mutex::new(HashMap::new()),
                 slots: Arc::new(slots),
@@ -596,15 +565,16 @@ impl NativeSandbox {
         let (rep_r, rep_w) = sys::pipe().map_err(internal).map_err(give_back)?;
         let (hold_r, hold_w) = sys::pipe().map_err(internal).map_err(give_back)?;
         // SAFETY: the child runs box_child only (raw syscalls on prepared data).
-        let child = unsafe { sys::clone_fork(libc::CLONE_NEWNS as u64, None) }
-            .map_err(|e| give_back(internal(format!("clone a mount namespace: {e}"))))?;
+        let child =
+            unsafe { sys::clone_fork((libc::CLONE_NEWNS | libc::CLONE_NEWNET) as u64, None) }
+                .map_err(|e| give_back(internal(format!("clone a mount namespace: {e}"))))?;
         let Some(child) = child else {
             box_child(&staging, &ops, rep_w.as_raw_fd(), hold_r.as_raw_fd());
         };
         drop(rep_w);
         drop(hold_r);
         let report = sys::read_child_report(rep_r.as_raw_fd());
-        let opened = (|| -> Result<(OwnedFd, OwnedFd, OwnedFd), SandboxError> {
+        let opened = (|| -> Result<(OwnedFd, OwnedFd, OwnedFd, OwnedFd), SandboxError> {
             match report {
                 Ok(None) => {}
                 Ok(Some((st, err))) => {
@@ -641,13 +611,14 @@ impl NativeSandbox {
             };
             Ok((
                 open(format!("/proc/{}/ns/mnt", child.pid), false)?,
+                open(format!("/proc/{}/ns/net", child.pid), false)?,
                 open(format!("/proc/{}/root/box", child.pid), true)?,
                 open(format!("/proc/{}/root/tmp", child.pid), true)?,
             ))
         })();
         drop(hold_w);
         let _ = sys::wait_pid(child.pid);
-        let (mnt_ns, work, tmp) = opened.map_err(give_back)?;
+        let (mnt_ns, net_ns, work, tmp) = opened.map_err(give_back)?;
         // The work folder belongs to the box user; /tmp is sticky and world-writable.
         // SAFETY: fchown/fchmod on descriptors we own.
         unsafe {
@@ -658,6 +629,7 @@ impl NativeSandbox {
             slot,
             uid,
             mnt_ns,
+            net_ns,
             work,
             tmp,
             slots: inner.slots.clone(),
@@ -795,7 +767,7 @@ impl NativeSandbox {
         let (st_r, st_w) = sys::pipe().map_err(internal)?;
         let join = cg.join_fds();
         let child_fds = stdio.child_raw();
-        let netns = inner.netns.as_raw_fd();
+        let netns = b.net_ns.as_raw_fd();
         let mntns = b.mnt_ns.as_raw_fd();
         let flags = (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) as u64;
         // SAFETY: the child runs box_init only (raw syscalls on prepared data).

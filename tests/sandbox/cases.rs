@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use judge::sandbox::{Limits, Output, RunSpec, Status, Stdin};
+use judge::sandbox::{Limits, Output, RunSpec, Sandbox, Status, Stdin};
 
 use super::{base_env, compile, prog_spec, require_root, Harness};
 
@@ -932,4 +932,128 @@ fn larger_inputs_than_the_warm_box_fit() {
     assert_eq!(o.status, Status::Ok, "{o:?}");
     // The input fits; writing 2 MB more than disk_bytes (1 MB) fails.
     assert_eq!(String::from_utf8_lossy(&o.stdout), "3145728\n1\n");
+}
+
+/// The process backend (trusted pool): limits, an unprivileged uid, every descendant
+/// killed through the cgroup, `/box` paths rewritten to its work folder, links refused.
+#[test]
+fn process_backend_limits_and_cleanup() {
+    require_root!();
+    let h = Harness::new();
+    let o = h.run_process(&sh("id -u; pwd; echo $HOME", limits(1000, 3000, 64)));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    assert!(lines[0].starts_with("61"), "{out}");
+    assert!(lines[1].starts_with("/run/judge-sandbox/process/"), "{out}");
+    assert_eq!(lines[1], lines[2]);
+    let mut spec = prog_spec(
+        compile("spinto", SPIN_TO, false, &[]),
+        limits(500, 3000, 64),
+    );
+    spec.argv = vec!["/box/prog".into(), "2000".into()];
+    let o = h.run_process(&spec);
+    assert_eq!(o.status, Status::TimeLimit, "{o:?}");
+    assert!(o.time_ms < 550, "{o:?}");
+    let src = r#"
+#include <stdio.h>
+#include <unistd.h>
+int main(void){ if(fork()==0){ setsid(); close(0); close(1); close(2); for(;;); } printf("42\n"); return 0; }
+"#;
+    let o = h.run_process(&prog_spec(
+        compile("orphan", src, false, &[]),
+        limits(1000, 3000, 64),
+    ));
+    assert_eq!(
+        (o.status, o.stdout.as_slice()),
+        (Status::Ok, &b"42\n"[..]),
+        "{o:?}"
+    );
+    let big = "#include <stdlib.h>\n#include <string.h>\nint main(void){ for(;;){ char *p = malloc(1<<20); memset(p, 1, 1<<20); } }\n";
+    let o = h.run_process(&prog_spec(
+        compile("v2", big, false, &[]),
+        limits(5000, 10000, 128),
+    ));
+    assert_eq!(o.status, Status::MemoryLimit, "{o:?}");
+    let canary = h.canary.to_string_lossy().into_owned();
+    let mut spec = sh(&format!("ln -s {canary} out.txt"), limits(1000, 3000, 64));
+    spec.collect = vec!["out.txt".into()];
+    let o = h.run_process(&spec);
+    assert!(o.files.is_empty());
+    // Background sleepers until the pids limit stops the shell: whatever ends the
+    // run, every sleeper is killed with the cgroup (run_process checks it).
+    let o = h.run_process(&sh(
+        "while :; do sh -c 'sleep 100' & done",
+        limits(1000, 1500, 64),
+    ));
+    assert!(
+        matches!(
+            o.status,
+            Status::TimeLimit | Status::WallLimit | Status::NonzeroExit
+        ),
+        "{o:?}"
+    );
+}
+
+/// Interactive problems: the program and the interactor run concurrently in two boxes
+/// connected by pipes (Stdin::Fd / Output::Fd).
+#[test]
+fn interactive_runs_concurrently_over_pipes() {
+    require_root!();
+    let h = Harness::new();
+    let (to_prog_r, to_prog_w) = nix::unistd::pipe().unwrap();
+    let (to_inter_r, to_inter_w) = nix::unistd::pipe().unwrap();
+    // The program: answers every number with its successor until it reads 0.
+    let prog = "while read n; do [ \"$n\" = 0 ] && exit 0; echo $((n + 1)); done";
+    // The interactor: asks 1..100, checks each answer, then says 0.
+    let inter = "i=1; while [ $i -le 100 ]; do echo $i; read a; [ \"$a\" = $((i + 1)) ] || { echo bad >&2; exit 43; }; i=$((i + 1)); done; echo 0; echo fine >&2; exit 42";
+    let mut p = sh(prog, limits(2000, 5000, 64));
+    p.stdin = Stdin::Fd(Arc::new(to_prog_r));
+    p.stdout = Output::Fd(Arc::new(to_inter_w));
+    let mut i = sh(inter, limits(2000, 5000, 64));
+    i.stdin = Stdin::Fd(Arc::new(to_inter_r));
+    i.stdout = Output::Fd(Arc::new(to_prog_w));
+    let (po, io) = std::thread::scope(|s| {
+        let a = s.spawn(|| h.sb.run(&p).unwrap());
+        let b = s.spawn(|| h.sb.run(&i).unwrap());
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    // The judge drops its pipe ends with the specs.
+    drop(p);
+    drop(i);
+    h.check_health(&po);
+    assert_eq!(po.status, Status::Ok, "{po:?}");
+    assert_eq!(
+        io.exit_code,
+        Some(42),
+        "{io:?} {}",
+        String::from_utf8_lossy(&io.stderr)
+    );
+}
+
+/// Two concurrent boxes cannot talk: no shared network namespace (abstract unix sockets
+/// are per network namespace).
+#[test]
+fn concurrent_boxes_share_no_abstract_sockets() {
+    require_root!();
+    let h = Harness::new();
+    let server = "import socket, time\ns = socket.socket(socket.AF_UNIX)\ns.bind('\\0judge-s2-test')\ns.listen(1)\ns.settimeout(2)\ntry:\n    s.accept(); print('ACCEPTED')\nexcept OSError:\n    print('alone')\n";
+    let client = "import socket, time\ntime.sleep(0.5)\nc = socket.socket(socket.AF_UNIX)\ntry:\n    c.connect('\\0judge-s2-test'); print('CONNECTED')\nexcept OSError as e:\n    print('refused', e.errno)\n";
+    let py = |code: &str| {
+        let mut s = sh("", limits(3000, 5000, 64));
+        s.argv = vec!["/usr/bin/python3".into(), "-c".into(), code.into()];
+        s
+    };
+    let (a, b) = (py(server), py(client));
+    let (ao, bo) = std::thread::scope(|s| {
+        let x = s.spawn(|| h.sb.run(&a).unwrap());
+        let y = s.spawn(|| h.sb.run(&b).unwrap());
+        (x.join().unwrap(), y.join().unwrap())
+    });
+    h.check_health(&ao);
+    assert_eq!(String::from_utf8_lossy(&ao.stdout), "alone\n", "{ao:?}");
+    assert!(
+        String::from_utf8_lossy(&bo.stdout).starts_with("refused"),
+        "{bo:?}"
+    );
 }

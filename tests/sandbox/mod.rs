@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use judge::sandbox::native::{NativeConfig, NativeSandbox};
+use judge::sandbox::process::{ProcessConfig, ProcessSandbox};
 use judge::sandbox::{
     InputFile, Limits, Output, RunOutcome, RunSpec, Sandbox, Stdin, BOX_WORK_DIR,
 };
@@ -56,6 +57,12 @@ fn lock() -> MutexGuard<'static, ()> {
 fn sandbox() -> NativeSandbox {
     static SB: OnceLock<NativeSandbox> = OnceLock::new();
     SB.get_or_init(|| NativeSandbox::new(NativeConfig::default()).expect("native sandbox"))
+        .clone()
+}
+
+fn process_sandbox() -> ProcessSandbox {
+    static SB: OnceLock<ProcessSandbox> = OnceLock::new();
+    SB.get_or_init(|| ProcessSandbox::new(ProcessConfig::default()).expect("process sandbox"))
         .clone()
 }
 
@@ -141,16 +148,37 @@ impl Harness {
         o
     }
 
+    /// Runs through the process backend and checks health; returns the outcome.
+    pub fn run_process(&self, spec: &RunSpec) -> RunOutcome {
+        let o = process_sandbox()
+            .run(spec)
+            .expect("the sandbox itself must not fail");
+        self.check_health(&o);
+        // The work folders of this process's slots are gone.
+        let root = Path::new("/run/judge-sandbox/process");
+        for e in std::fs::read_dir(root).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            assert!(n == "locks" || n.parse::<u32>().is_ok(), "unexpected {n}");
+        }
+        o
+    }
+
     /// No cgroup of this process left, no process in one, idle boxes clean, canary intact.
     pub fn check_health(&self, o: &RunOutcome) {
-        let me = format!("run-{}-", std::process::id());
+        for prefix in ["run", "proc"] {
+            self.check_no_cgroups(&format!("{prefix}-{}-", std::process::id()));
+        }
+        self.check_files(o);
+    }
+
+    fn check_no_cgroups(&self, me: &str) {
         for ctl in ["memory", "cpuacct", "pids", "freezer", "unified"] {
             let base = Path::new("/sys/fs/cgroup").join(ctl).join("judge");
             if let Ok(rd) = std::fs::read_dir(&base) {
                 for e in rd.flatten() {
                     let n = e.file_name().to_string_lossy().into_owned();
                     assert!(
-                        !n.starts_with(&me),
+                        !n.starts_with(me),
                         "cgroup {} left behind",
                         e.path().display()
                     );
@@ -160,12 +188,15 @@ impl Harness {
         for e in std::fs::read_dir("/proc").unwrap().flatten() {
             if let Ok(cg) = std::fs::read_to_string(e.path().join("cgroup")) {
                 assert!(
-                    !cg.contains(&me),
+                    !cg.contains(me),
                     "process {:?} of a run survives",
                     e.file_name()
                 );
             }
         }
+    }
+
+    fn check_files(&self, o: &RunOutcome) {
         assert_eq!(
             self.sb.dirty_idle_boxes().unwrap(),
             0,
