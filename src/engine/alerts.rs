@@ -289,22 +289,26 @@ impl AlertEngine {
             .as_deref()
             .map(|p| format!("pool {p}: "))
             .unwrap_or_default();
-        let verb = match a.state {
-            AlertState::Pending => "is",
-            AlertState::Firing => "has been",
-            AlertState::Resolved => "was",
-        };
-        let message = format!(
-            "{scope}{} {verb} above {} (now {}){}",
+        let (metric, limit, now) = (
             rule.metric.as_str(),
             rule.metric.format(rule.threshold),
             rule.metric.format(a.value),
-            if rule.for_.is_zero() {
-                String::new()
-            } else {
-                format!(" for {}", humantime::format_duration(rule.for_))
-            },
         );
+        let hold = humantime::format_duration(rule.for_);
+        let message = match a.state {
+            AlertState::Pending => {
+                format!("{scope}{metric} is above {limit} (now {now}); fires if it stays there for {hold}")
+            }
+            AlertState::Firing if rule.for_.is_zero() => {
+                format!("{scope}{metric} is above {limit} (now {now})")
+            }
+            AlertState::Firing => {
+                format!("{scope}{metric} has been above {limit} for {hold} (now {now})")
+            }
+            AlertState::Resolved => {
+                format!("{scope}{metric} is back to at most {limit} (now {now})")
+            }
+        };
         AlertUpdate {
             key: key.clone(),
             alert: Alert {
@@ -455,6 +459,10 @@ mod tests {
         );
         assert!(up[0].transition);
         assert_eq!(up[0].alert.pool.as_deref(), Some("container"));
+        assert_eq!(
+            up[0].alert.message,
+            "pool container: queue_depth is above 100 (now 150); fires if it stays there for 5m"
+        );
         tokio::time::advance(Duration::from_secs(299)).await;
         let up = e.evaluate(Instant::now(), "t1", &[depth("container", 150.0)]);
         assert!(up.is_empty(), "same state, same value: nothing to store");
@@ -484,6 +492,10 @@ mod tests {
             )
         );
         assert_eq!(up[0].alert.resolved_at.as_deref(), Some("t3"));
+        assert_eq!(
+            up[0].alert.message,
+            "pool container: queue_depth is back to at most 100 (now 40)"
+        );
         assert_eq!(e.active(), 0);
     }
 
