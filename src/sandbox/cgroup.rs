@@ -342,8 +342,8 @@ impl CgroupRoot {
     }
 
     /// Removes run cgroups left by judge processes that died mid-run: folders named
-    /// `<prefix>-<pid>-<n>` (prefixes `run`, `proc`, `doctor`) whose pid no longer
-    /// exists. Their tasks (if any survived) are killed first. Returns how many were
+    /// `<tag>-<pid>-<n>` (a lowercase tag such as `run`, `proc`, `doctor`) whose pid
+    /// no longer exists. Their tasks (if any survived) are killed first. Returns how many were
     /// removed; failures are skipped (they are retried at the next start).
     pub fn sweep_stale(&self) -> usize {
         let mut removed = 0;
@@ -359,7 +359,7 @@ impl CgroupRoot {
                 else {
                     continue;
                 };
-                if !matches!(prefix, "run" | "proc" | "doctor") {
+                if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_lowercase()) {
                     continue;
                 }
                 let Ok(pid) = pid.parse::<u32>() else {

@@ -103,6 +103,9 @@ pub struct NativeConfig {
     pub staging: PathBuf,
     /// Where runs' cgroups live; `None`: detected ([`CgroupRoot::detect`]).
     pub cgroups: Option<CgroupRoot>,
+    /// First part of run cgroup names, `<tag>-<pid>-<n>` (letters only). Default
+    /// `run`; tests use their own to tell their runs apart.
+    pub cgroup_tag: String,
 }
 
 impl Default for NativeConfig {
@@ -114,6 +117,7 @@ impl Default for NativeConfig {
             seccomp: true,
             staging: PathBuf::from("/run/judge-sandbox/root"),
             cgroups: None,
+            cgroup_tag: "run".into(),
         }
     }
 }
@@ -719,7 +723,7 @@ impl NativeSandbox {
         prepared.seccomp = inner.seccomp.clone();
         let stdio = Stdio::new(spec)?;
         let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("run-{}-{n}", std::process::id());
+        let name = format!("{}-{}-{n}", inner.cfg.cgroup_tag, std::process::id());
         let mut cg = inner.cgroups.create(
             &name,
             &CgroupLimits {

@@ -34,6 +34,8 @@ pub struct ProcessConfig {
     pub root: PathBuf,
     /// Where runs' cgroups live; `None`: detected.
     pub cgroups: Option<CgroupRoot>,
+    /// First part of run cgroup names, `<tag>-<pid>-<n>` (letters only). Default `proc`.
+    pub cgroup_tag: String,
 }
 
 impl Default for ProcessConfig {
@@ -43,6 +45,7 @@ impl Default for ProcessConfig {
             max_slots: 1000,
             root: PathBuf::from("/run/judge-sandbox/process"),
             cgroups: None,
+            cgroup_tag: "proc".into(),
         }
     }
 }
@@ -191,7 +194,7 @@ impl ProcessSandbox {
             let stdio = Stdio::new(spec)?;
             let n = inner.counter.fetch_add(1, Ordering::Relaxed);
             let mut cg = inner.cgroups.create(
-                &format!("proc-{}-{n}", std::process::id()),
+                &format!("{}-{}-{n}", inner.cfg.cgroup_tag, std::process::id()),
                 &CgroupLimits {
                     memory_bytes: spec.limits.memory_bytes,
                     pids: spec.limits.pids,

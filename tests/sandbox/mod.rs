@@ -54,16 +54,33 @@ fn lock() -> MutexGuard<'static, ()> {
     crate::util::sandbox_lock()
 }
 
+/// cgroup name tags of this module's runs: other test modules in this binary run
+/// sandboxes concurrently, and the health checks must only look at ours.
+const NATIVE_TAG: &str = "tsbxnative";
+const PROCESS_TAG: &str = "tsbxprocess";
+
 fn sandbox() -> NativeSandbox {
     static SB: OnceLock<NativeSandbox> = OnceLock::new();
-    SB.get_or_init(|| NativeSandbox::new(NativeConfig::default()).expect("native sandbox"))
-        .clone()
+    SB.get_or_init(|| {
+        NativeSandbox::new(NativeConfig {
+            cgroup_tag: NATIVE_TAG.into(),
+            ..NativeConfig::default()
+        })
+        .expect("native sandbox")
+    })
+    .clone()
 }
 
 fn process_sandbox() -> ProcessSandbox {
     static SB: OnceLock<ProcessSandbox> = OnceLock::new();
-    SB.get_or_init(|| ProcessSandbox::new(ProcessConfig::default()).expect("process sandbox"))
-        .clone()
+    SB.get_or_init(|| {
+        ProcessSandbox::new(ProcessConfig {
+            cgroup_tag: PROCESS_TAG.into(),
+            ..ProcessConfig::default()
+        })
+        .expect("process sandbox")
+    })
+    .clone()
 }
 
 /// Compiles C (or C++ when `cpp`) source once per test process; returns the binary.
@@ -165,7 +182,7 @@ impl Harness {
 
     /// No cgroup of this process left, no process in one, idle boxes clean, canary intact.
     pub fn check_health(&self, o: &RunOutcome) {
-        for prefix in ["run", "proc"] {
+        for prefix in [NATIVE_TAG, PROCESS_TAG] {
             self.check_no_cgroups(&format!("{prefix}-{}-", std::process::id()));
         }
         self.check_files(o);
