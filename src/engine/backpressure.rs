@@ -631,7 +631,9 @@ impl Backpressure {
     /// Admission control for one submission of `priority`, after the rate limiter and before
     /// anything is stored: reads the waiting jobs of every pool from `queue` (a `high`
     /// submission skips the read: it is always admitted), updates the shedding level and
-    /// counts refusals in `metrics`.
+    /// counts refusals in `metrics`. Each admission reads the depth itself, so sequential
+    /// submissions are shed exactly above the threshold; concurrent ones that read the same
+    /// depth may overshoot it by how many were in flight together.
     ///
     /// # Errors
     /// [`Shed`]: answer 503 with Retry-After and the message; the submission must not be
