@@ -20,6 +20,9 @@ pub enum Command {
         /// Number of tests.
         #[arg(long, default_value_t = 100)]
         tests: u32,
+        /// Rounds; the best (least disturbed) of each measurement is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
         /// Sandbox backend for the judging side.
         #[arg(long, env = "JUDGE_SANDBOX", default_value = "native")]
         sandbox: String,
@@ -122,7 +125,11 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Judge { tests, sandbox } => crate::cli::bench_judge::run(tests, &sandbox),
+        Command::Judge {
+            tests,
+            rounds,
+            sandbox,
+        } => crate::cli::bench_judge::run(tests, rounds, &sandbox),
         Command::Sandbox { runs, prebuilt } => sandbox_bench::run(runs, prebuilt.as_deref()),
         Command::Api {
             submitters,

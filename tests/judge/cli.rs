@@ -147,3 +147,27 @@ fn judge_problem_new_then_verify() {
         "{text}"
     );
 }
+
+/// The trusted pool's `process` backend judges the same way (no mount namespace: the
+/// Python syntax check must write nothing to the shared /tmp).
+#[test]
+fn judge_test_on_the_process_backend() {
+    let Some(_sb) = sandbox() else {
+        return;
+    };
+    for sol in ["aplusb.cpp", "aplusb.py"] {
+        let out = judge_bin()
+            .args([
+                "test",
+                &format!("problems/aplusb/submissions/accepted/{sol}"),
+                "--problem",
+                "problems/aplusb",
+            ])
+            .args(["--sandbox", "process", "--json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{sol}: {v}");
+        assert_eq!(v["verdict"], "AC");
+    }
+}
