@@ -40,7 +40,9 @@ pub struct RunArgs {
     /// Use this backend (`native` or `process`).
     #[arg(long, default_value = "native")]
     pub backend: String,
-    /// Print one JSON object instead of isolate-style meta lines.
+    /// Print one JSON object (keys status, exit_code, signal, time_ms, wall_ms,
+    /// memory_kib) instead of isolate-style meta lines. Either goes to standard error
+    /// as its last line(s); the command's own output passes through (stdout to stdout).
     #[arg(long)]
     pub json: bool,
     /// The command and its arguments.
@@ -185,12 +187,17 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
+            eprintln!("error: {e}");
             if a.json {
-                let j = serde_json::json!({
-                    "status": "sandbox_error", "exit_code": null, "signal": null,
-                    "time_ms": 0, "wall_ms": 0, "memory_kib": 0, "message": e.to_string(),
-                });
-                eprintln!("{j}");
+                let j = JsonOutcome {
+                    status: "sandbox_error".into(),
+                    exit_code: None,
+                    signal: None,
+                    time_ms: 0,
+                    wall_ms: 0,
+                    memory_kib: 0,
+                };
+                eprintln!("{}", serde_json::to_string(&j)?);
             } else {
                 eprintln!("status:XX\nmessage:{e}");
             }
@@ -233,4 +240,90 @@ pub fn meta(o: &RunOutcome) -> String {
     }
     s += &format!("outcome:{}\n", status_name(o.status));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("256M").unwrap(), 256 << 20);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("64KiB").unwrap(), 64 << 10);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("M").is_err());
+        assert_eq!(parse_ms("1s").unwrap(), 1000);
+        assert_eq!(parse_ms("2.5s").unwrap(), 2500);
+        assert_eq!(parse_ms("500ms").unwrap(), 500);
+        assert_eq!(parse_ms("1m").unwrap(), 60_000);
+        assert!(parse_ms("fast").is_err());
+    }
+
+    #[test]
+    fn meta_lines_as_isolate() {
+        let o = RunOutcome {
+            status: Status::TimeLimit,
+            signal: Some(9),
+            time_ms: 1003,
+            wall_ms: 1250,
+            memory_kib: 2048,
+            ..RunOutcome::default()
+        };
+        assert_eq!(
+            meta(&o),
+            "status:TO\nexitsig:9\ntime:1.003\ntime-wall:1.250\ncg-mem:2048\nmax-rss:2048\nkilled:1\noutcome:time_limit\n"
+        );
+        let o = RunOutcome {
+            status: Status::NonzeroExit,
+            exit_code: Some(3),
+            ..RunOutcome::default()
+        };
+        assert!(meta(&o).starts_with("status:RE\nexitcode:3\ntime:0.000\n"));
+    }
+
+    #[test]
+    fn dirs_become_same_path_mounts() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(subcommand)]
+            c: Command,
+        }
+        let t = T::parse_from([
+            "t",
+            "run",
+            "--time",
+            "2s",
+            "--memory",
+            "64M",
+            "--dir",
+            "/opt/x:rw",
+            "--dir",
+            "/srv",
+            "--",
+            "cmd",
+        ]);
+        let Command::Run(a) = t.c;
+        let spec = spec_from_args(&a).unwrap();
+        assert_eq!(spec.limits.cpu_ms, 2000);
+        assert_eq!(spec.limits.memory_bytes, 64 << 20);
+        assert_eq!(
+            spec.mounts,
+            vec![
+                Mount {
+                    host: "/opt/x".into(),
+                    target: "/opt/x".into(),
+                    writable: true
+                },
+                Mount {
+                    host: "/srv".into(),
+                    target: "/srv".into(),
+                    writable: false
+                },
+            ]
+        );
+        assert_eq!(spec.argv, ["cmd"]);
+    }
 }
