@@ -554,6 +554,14 @@ fn serve_validation_errors_say_what_is_wrong() {
         .send()
         .unwrap();
     assert_eq!(resp.status().as_u16(), 413);
+    let v: Value = resp.json().unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("request body too large: at most 1048576 bytes for JSON requests"),
+        "{v}"
+    );
     // The first admin is verified: a 2 GiB problem goes to the trusted pool (1024 MiB max).
     let (status, v, _) = s.post(
         Some(&s.token),
@@ -611,6 +619,15 @@ fn serve_validation_errors_say_what_is_wrong() {
     let (status, p) = s.get(Some(t), "/api/v1/problems/aplusb");
     assert_eq!(status, 200);
     assert_eq!(p["test_count"], 11);
+    assert_eq!(
+        p["location"], "",
+        "a contestant does not learn server paths"
+    );
+    let (_, p) = s.get(Some(&s.token), "/api/v1/problems/aplusb");
+    assert!(
+        p["location"].as_str().unwrap().ends_with("problems/aplusb"),
+        "{p}"
+    );
 }
 
 fn tar_with(entries: &[(&str, &[u8], Option<&str>)]) -> Vec<u8> {

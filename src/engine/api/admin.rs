@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{parse_json, Admin, ApiError};
@@ -85,7 +84,7 @@ pub async fn get_judging(State(engine): State<Arc<Engine>>, _admin: Admin) -> Js
 pub async fn set_judging(
     State(engine): State<Arc<Engine>>,
     Admin(caller): Admin,
-    body: Bytes,
+    super::Body(body): super::Body,
 ) -> Result<Json<JudgingState>, ApiError> {
     let s: JudgingState = parse_json(&body)?;
     engine.shared.paused.send_replace(s.paused);

@@ -228,6 +228,41 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .with_state(engine)
 }
 
+/// A request body read whole, within the route's size limit: a body over it is answered
+/// 413 with the limit in words (JSON, like every other error).
+#[derive(Debug)]
+pub struct Body(pub bytes::Bytes);
+
+#[axum::async_trait]
+impl axum::extract::FromRequest<Arc<Engine>> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        engine: &Arc<Engine>,
+    ) -> Result<Self, ApiError> {
+        match <bytes::Bytes as axum::extract::FromRequest<Arc<Engine>>>::from_request(req, engine)
+            .await
+        {
+            Ok(b) => Ok(Body(b)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                let api = &engine.shared.config.api;
+                Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "request body too large: at most {} bytes for JSON requests, {} bytes for a problem package",
+                        api.body_limit_bytes, api.max_package_bytes
+                    ),
+                ))
+            }
+            Err(e) => Err(ApiError::bad_request(format!(
+                "reading the request body: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
 /// Parses a JSON body with a message that says what is wrong.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))

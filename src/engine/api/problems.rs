@@ -5,7 +5,6 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use bytes::Bytes;
 use serde::Serialize;
 
 use super::{Admin, ApiError, Caller};
@@ -13,10 +12,18 @@ use crate::engine::catalog::CatalogError;
 use crate::engine::serve::Engine;
 use crate::engine::store::ProblemMeta;
 
+/// The metadata a caller may see: the package's place on the server only for admins.
+fn for_caller(mut m: ProblemMeta, caller: &Caller) -> ProblemMeta {
+    if !caller.is_admin() {
+        m.location = String::new();
+    }
+    m
+}
+
 /// `GET /api/v1/problems`: every installed problem's metadata, by id.
 pub async fn list(
     State(engine): State<Arc<Engine>>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Json<Vec<ProblemMeta>>, ApiError> {
     let mut v = engine
         .shared
@@ -26,17 +33,19 @@ pub async fn list(
         .map_err(|e| ApiError::internal("listing problems", e))?;
     // Only problems that loaded are judged; list those.
     v.retain(|m| engine.shared.catalog.get(&m.id).is_some());
-    Ok(Json(v))
+    Ok(Json(
+        v.into_iter().map(|m| for_caller(m, &caller)).collect(),
+    ))
 }
 
 /// `GET /api/v1/problems/{id}`.
 pub async fn get_one(
     State(engine): State<Arc<Engine>>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ProblemMeta>, ApiError> {
     match engine.shared.store.get_problem(&id).await {
-        Ok(Some(m)) if engine.shared.catalog.get(&id).is_some() => Ok(Json(m)),
+        Ok(Some(m)) if engine.shared.catalog.get(&id).is_some() => Ok(Json(for_caller(m, &caller))),
         Ok(_) => Err(ApiError::not_found(format!("no problem {id:?}"))),
         Err(e) => Err(ApiError::internal("reading the problem", e)),
     }
@@ -49,7 +58,7 @@ pub async fn upload(
     State(engine): State<Arc<Engine>>,
     _admin: Admin,
     Path(id): Path<String>,
-    body: Bytes,
+    super::Body(body): super::Body,
 ) -> Result<(StatusCode, Json<ProblemMeta>), ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request(

@@ -47,7 +47,7 @@ pub async fn submit(
     State(engine): State<Arc<Engine>>,
     caller: Caller,
     headers: HeaderMap,
-    body: Bytes,
+    super::Body(body): super::Body,
 ) -> Result<Response, ApiError> {
     // The first gate: a token per submission from the user's and the address's buckets.
     if let Err(wait) = engine
