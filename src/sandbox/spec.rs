@@ -29,6 +29,18 @@ pub struct RunSpec {
     pub stderr: Output,
     /// Extra bind mounts (toolchain folders, a problem's read-only files) on top of
     /// the backend's default read-only root.
+    ///
+    /// The native backend's default root holds `/usr`, `/bin`, `/lib`, `/lib64`,
+    /// `/sbin` and a few `/etc` pieces (`crate::sandbox::native::ETC_PIECES`), so
+    /// gcc, g++, `/usr/bin/python3`, Java (`/usr/lib/jvm` through `/etc/alternatives`)
+    /// and Go (`/usr/lib/go`) need no mount. Toolchains elsewhere must be listed here,
+    /// e.g. `/root/.rustup` and `/root/.cargo` for rustc: the target's missing parent
+    /// folders are created inside the box, so a host parent of mode 0700 (`/root`) is
+    /// fine. Targets inside `/box`, `/tmp`, `/proc` or `/dev`, and `/` or `/etc`
+    /// themselves, are refused ([`SandboxError::InvalidSpec`]). Warm boxes are kept per
+    /// mount set, so use the same list for every run of a language. The process
+    /// backend has no mount namespace: it accepts only mounts whose target equals the
+    /// host path.
     pub mounts: Vec<Mount>,
     /// Resource limits; see [`Limits`].
     pub limits: Limits,

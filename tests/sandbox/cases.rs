@@ -1057,3 +1057,47 @@ fn concurrent_boxes_share_no_abstract_sockets() {
         "{bo:?}"
     );
 }
+
+/// Toolchains outside the default root come in through RunSpec::mounts, even when the
+/// host parent is mode 0700 (/root): rustc compiles and the binary runs.
+#[test]
+fn rustc_through_mounts_under_a_private_root_folder() {
+    require_root!();
+    if !std::path::Path::new("/root/.cargo/bin/rustc").exists() {
+        eprintln!("SKIPPED: no rustc under /root/.cargo");
+        return;
+    }
+    let h = Harness::new();
+    let mut spec = sh(
+        "rustc -O main.rs -o main && ./main",
+        limits(30_000, 60_000, 1024),
+    );
+    spec.limits.pids = 128;
+    spec.env = vec![
+        ("PATH".into(), "/root/.cargo/bin:/usr/bin:/bin".into()),
+        ("HOME".into(), "/box".into()),
+        ("RUSTUP_HOME".into(), "/root/.rustup".into()),
+        ("CARGO_HOME".into(), "/root/.cargo".into()),
+    ];
+    spec.mounts = ["/root/.rustup", "/root/.cargo"]
+        .iter()
+        .map(|p| judge::sandbox::Mount {
+            host: p.into(),
+            target: p.into(),
+            writable: false,
+        })
+        .collect();
+    spec.files.push(judge::sandbox::InputFile {
+        path: "main.rs".into(),
+        content: Arc::new(b"fn main() { println!(\"{}\", 40 + 2); }\n".to_vec()),
+        executable: false,
+    });
+    let o = h.run(&spec);
+    assert_eq!(
+        o.status,
+        Status::Ok,
+        "{o:?} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.stdout, b"42\n");
+}
