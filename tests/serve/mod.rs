@@ -854,3 +854,32 @@ fn serve_sigterm_drains_the_job_in_flight_and_keeps_the_queued_ones() {
         assert_eq!(result["verdict"], "AC");
     }
 }
+
+#[test]
+fn serve_verified_user_with_a_big_problem_is_judged_in_the_trusted_pool() {
+    // With the seed defaults the trusted pool's 1024 MiB cannot hold a request above
+    // 1 GiB (the only ones routed there); an install that wants it raises its maximum.
+    let e = env("[pools.trusted]\nmemory_mib = 4096\n");
+    let s = Server::start(&e);
+    // The first admin is verified: bigmem (2048 MiB) goes to trusted, on the process backend.
+    let id = s.submit(&s.token, "bigmem", "python3", PY_AC);
+    let events = s.events(&s.token, &id);
+    assert_eq!(events[0].1["pool"], "trusted");
+    let result = check_stream(&events);
+    assert_eq!(result["verdict"], "AC", "{result}");
+    // A standard user with the same problem is routed to microvm, whose 512 MiB refuse it.
+    let carol = s.create_token("carol", "contestant");
+    let (status, v, _) = s.post(
+        Some(&carol),
+        "/api/v1/submissions",
+        &json!({"problem": "bigmem", "language": "python3", "source": PY_AC}),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("pool microvm (512 MiB)"),
+        "{v}"
+    );
+}
