@@ -127,6 +127,9 @@ pub fn final_line(result: &JudgeResult, max_score: Option<f64>) -> String {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let problem = Problem::load(&args.problem)
         .with_context(|| format!("loading the problem {}", args.problem.display()))?;
+    if args.samples && problem.sample_count() == 0 {
+        anyhow::bail!("{} has no sample tests (data/sample/*.in)", problem.id);
+    }
     let langs = Languages::builtin();
     let forced = match &args.lang {
         Some(id) => Some(langs.require(id)?),
