@@ -510,91 +510,122 @@ impl Autoscaler {
         Self::new(pools, actuator, metrics, store)
     }
 
-    /// One evaluation of every pool. Returns the scaling events recorded (also when the store
-    /// failed to keep one: the event is still returned and the failure logged).
+    /// One evaluation of every pool, one after the other. Returns the scaling events
+    /// recorded (also when the store failed to keep one: the event is still returned and the
+    /// failure logged).
     pub async fn tick(&mut self) -> Vec<ScalingEvent> {
         let mut events = Vec::new();
         for (pool, scaler) in &mut self.scalers {
-            let current = match self.actuator.replicas(pool).await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(pool, error = %e, "autoscaler: cannot read the replica count");
-                    continue;
-                }
-            };
-            let inputs = self.metrics.scale_inputs(pool).unwrap_or_default();
-            let Some(d) = scaler.decide(Instant::now(), current, &inputs) else {
-                self.metrics.set_replicas(pool, current, current);
-                continue;
-            };
-            let (to, ok, error) = match self.actuator.scale_to(pool, d.to).await {
-                Ok(n) => (
-                    n,
-                    n == d.to,
-                    (n != d.to).then(|| format!("reached {n} of {} replicas", d.to)),
-                ),
-                Err(e) => {
-                    let now = self.actuator.replicas(pool).await.unwrap_or(current);
-                    (now, false, Some(e.to_string()))
-                }
-            };
-            if d.is_scale_up() && !ok {
-                self.metrics.record_scale_up_failure(pool);
-            }
-            self.metrics.set_replicas(pool, to, d.to);
-            let new = NewScalingEvent {
-                at: OffsetDateTime::now_utc(),
-                pool: pool.clone(),
-                from: d.from,
-                to,
-                rule: d.rule.clone(),
-                value: d.value,
-                ok,
-                error: error.clone(),
-            };
-            if ok {
-                tracing::info!(pool, from = d.from, to, rule = %d.rule, value = d.value, "scaled");
-            } else {
-                tracing::warn!(pool, from = d.from, to, rule = %d.rule, error = ?error, "scaling failed");
-            }
-            match self.store.insert_scaling_event(&new).await {
-                Ok(ev) => events.push(ev),
-                Err(e) => {
-                    tracing::error!(pool, error = %e, "cannot record a scaling event");
-                    events.push(ScalingEvent {
-                        id: 0,
-                        at: crate::engine::clock::rfc3339(new.at),
-                        pool: new.pool,
-                        from: new.from,
-                        to: new.to,
-                        rule: new.rule,
-                        value: new.value,
-                        ok: new.ok,
-                        error: new.error,
-                    });
-                }
-            }
+            let (a, m, s) = (&*self.actuator, &*self.metrics, &*self.store);
+            events.extend(evaluate_pool(a, m, s, pool, scaler).await);
         }
         events
     }
 
-    /// Evaluates every `interval` (the first at once, which brings each pool to
-    /// `min_replicas`) until `shutdown` completes.
-    pub async fn run(
-        mut self,
-        interval: Duration,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => return,
-                _ = tick.tick() => { self.tick().await; }
+    /// Evaluates every pool every `interval` (the first time at once, which brings each pool
+    /// to `min_replicas`) until `shutdown` completes. Each pool has its own loop, so a
+    /// scale-down waiting for a replica to drain never delays another pool's decisions.
+    pub async fn run(self, interval: Duration, shutdown: impl std::future::Future<Output = ()>) {
+        use futures::FutureExt;
+        let stop = shutdown.shared();
+        let Autoscaler {
+            scalers,
+            actuator,
+            metrics,
+            store,
+        } = self;
+        let loops = scalers.into_iter().map(|(pool, mut scaler)| {
+            let (actuator, metrics, store, stop) = (
+                actuator.clone(),
+                metrics.clone(),
+                store.clone(),
+                stop.clone(),
+            );
+            async move {
+                let mut tick = tokio::time::interval(interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = stop.clone() => return,
+                        _ = tick.tick() => {
+                            evaluate_pool(&*actuator, &metrics, &*store, &pool, &mut scaler).await;
+                        }
+                    }
+                }
+            }
+        });
+        futures::future::join_all(loops).await;
+    }
+}
+
+/// One evaluation of one pool: decide, act, record. Returns the scaling event, if any.
+async fn evaluate_pool(
+    actuator: &dyn Actuator,
+    metrics: &Metrics,
+    store: &dyn Store,
+    pool: &str,
+    scaler: &mut PoolScaler,
+) -> Option<ScalingEvent> {
+    let current = match actuator.replicas(pool).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(pool, error = %e, "autoscaler: cannot read the replica count");
+            return None;
+        }
+    };
+    let inputs = metrics.scale_inputs(pool).unwrap_or_default();
+    let Some(d) = scaler.decide(Instant::now(), current, &inputs) else {
+        metrics.set_replicas(pool, current, current);
+        return None;
+    };
+    metrics.set_replicas(pool, current, d.to);
+    let (to, ok, error) = match actuator.scale_to(pool, d.to).await {
+        Ok(n) => (
+            n,
+            n == d.to,
+            (n != d.to).then(|| format!("reached {n} of {} replicas", d.to)),
+        ),
+        Err(e) => {
+            let now = actuator.replicas(pool).await.unwrap_or(current);
+            (now, false, Some(e.to_string()))
+        }
+    };
+    if d.is_scale_up() && !ok {
+        metrics.record_scale_up_failure(pool);
+    }
+    metrics.set_replicas(pool, to, d.to);
+    let new = NewScalingEvent {
+        at: OffsetDateTime::now_utc(),
+        pool: pool.to_string(),
+        from: d.from,
+        to,
+        rule: d.rule.clone(),
+        value: d.value,
+        ok,
+        error: error.clone(),
+    };
+    if ok {
+        tracing::info!(pool, from = d.from, to, rule = %d.rule, value = d.value, "scaled");
+    } else {
+        tracing::warn!(pool, from = d.from, to, rule = %d.rule, error = ?error, "scaling failed");
+    }
+    Some(match store.insert_scaling_event(&new).await {
+        Ok(ev) => ev,
+        Err(e) => {
+            tracing::error!(pool, error = %e, "cannot record a scaling event");
+            ScalingEvent {
+                id: 0,
+                at: crate::engine::clock::rfc3339(new.at),
+                pool: new.pool,
+                from: new.from,
+                to: new.to,
+                rule: new.rule,
+                value: new.value,
+                ok: new.ok,
+                error: new.error,
             }
         }
-    }
+    })
 }
 
 /// The local actuator: starts and stops replicas (worker tasks) of the pools inside this
@@ -1048,5 +1079,56 @@ mod tests {
             !active.iter().any(|a| a.rule == "scaling_failure"),
             "{active:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_evaluates_each_pool_in_its_own_loop_until_shutdown() {
+        let (_dir, metrics, store, _) = setup(None);
+        let actuator = Arc::new(MemActuator::default());
+        let a = Autoscaler::new(
+            vec![
+                ("container".into(), scaling("container", 2, 10)),
+                ("microvm".into(), scaling("microvm", 1, 5)),
+            ],
+            actuator.clone(),
+            metrics,
+            store.clone(),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(a.run(Duration::from_secs(5), async {
+            let _ = stopped.await;
+        }));
+        // The first evaluation is at once: both pools are brought to their minimum.
+        for _ in 0..100 {
+            if store.latest_scaling_events(10).await.unwrap().len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut got: Vec<_> = store
+            .latest_scaling_events(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.pool, e.from, e.to, e.rule))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "container".to_string(),
+                    0,
+                    2,
+                    "min_replicas = 2".to_string()
+                ),
+                ("microvm".to_string(), 0, 1, "min_replicas = 1".to_string()),
+            ]
+        );
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("the loops end on shutdown")
+            .unwrap();
     }
 }
