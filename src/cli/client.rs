@@ -161,6 +161,12 @@ fn json_or_error<T: DeserializeOwned>(resp: reqwest::blocking::Response) -> anyh
         .with_context(|| format!("reading the answer of {url}"))
 }
 
+/// Prints one line on stdout; a closed stdout (piped into `head`) is not an error.
+pub fn out(line: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 /// One server-sent event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SseEvent {

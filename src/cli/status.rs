@@ -27,9 +27,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let client = Client::resolve(args.server, args.token)?;
     let v: SubmissionView = client.get_json(&format!("/api/v1/submissions/{}", args.id))?;
     if args.json {
-        println!("{}", serde_json::to_string(&v)?);
+        crate::cli::client::out(format_args!("{}", serde_json::to_string(&v)?));
     } else {
-        println!(
+        crate::cli::client::out(format_args!(
             "{}  {}  {} / {}  by {}  pool {}  submitted {}",
             v.id,
             v.state.as_str(),
@@ -38,7 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             v.user,
             v.pool,
             v.submitted_at
-        );
+        ));
         match v.result() {
             Some(r) => super::submit::print_result(&r),
             None => {
@@ -46,7 +46,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .total_tests
                     .map(|n| n.to_string())
                     .unwrap_or_else(|| "?".into());
-                println!("{} of {total} tests finished", v.tests.len());
+                crate::cli::client::out(format_args!(
+                    "{} of {total} tests finished",
+                    v.tests.len()
+                ));
             }
         }
     }

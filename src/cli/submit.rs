@@ -89,9 +89,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     if args.no_wait {
         if args.json {
-            println!("{}", serde_json::json!({ "id": resp.id }));
+            crate::cli::client::out(format_args!("{}", serde_json::json!({ "id": resp.id })));
         } else {
-            println!("{}", resp.id);
+            crate::cli::client::out(format_args!("{}", resp.id));
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -104,7 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         v.as_object_mut()
             .expect("a JudgeResult is an object")
             .insert("id".into(), resp.id.clone().into());
-        println!("{v}");
+        crate::cli::client::out(format_args!("{v}"));
     } else {
         print_result(&result);
     }
@@ -216,16 +216,19 @@ pub fn print_result(r: &JudgeResult) {
             r.tests.len()
         ));
     }
-    println!("{line}");
+    crate::cli::client::out(format_args!("{line}"));
     if let Some(t) = r.tests.iter().find(|t| t.verdict != Verdict::AC) {
         let msg = if t.message.is_empty() {
             String::new()
         } else {
             format!(": {}", t.message)
         };
-        println!("  first failing test {} {}{msg}", t.name, t.verdict);
+        crate::cli::client::out(format_args!(
+            "  first failing test {} {}{msg}",
+            t.name, t.verdict
+        ));
     }
     if (!r.compile.ok || r.verdict == Verdict::IE) && !r.compile.message.is_empty() {
-        println!("{}", r.compile.message.trim_end());
+        crate::cli::client::out(format_args!("{}", r.compile.message.trim_end()));
     }
 }
