@@ -207,11 +207,12 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("writing {}", path.display()))?;
                 eprintln!("derived time limit {secs} s written to {}", path.display());
             }
+            // A closed stdout (piped into `head`) keeps the report's exit code.
             if json {
-                println!("{}", serde_json::to_string(&report)?);
+                crate::cli::client::out(serde_json::to_string(&report)?);
             } else {
                 for l in report_lines(&report) {
-                    println!("{l}");
+                    crate::cli::client::out(l);
                 }
             }
             Ok(if report.ok {

@@ -201,10 +201,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &opts,
         &mut on_event,
     );
+    // A closed stdout (piped into `head`) must not turn the verdict into a panic.
     if json {
-        println!("{}", serde_json::to_string(&result)?);
+        crate::cli::client::out(serde_json::to_string(&result)?);
     } else {
-        println!("{}", final_line(&result, max_score));
+        crate::cli::client::out(final_line(&result, max_score));
     }
     Ok(ExitCode::from(exit_code_for(&result, max_score)))
 }

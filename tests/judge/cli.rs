@@ -171,3 +171,40 @@ fn judge_test_on_the_process_backend() {
         assert_eq!(v["verdict"], "AC");
     }
 }
+
+/// `judge test … | head -1` and `judge problem verify … | head -1`: a stdout closed by
+/// the reader must not panic (exit 101); the verdict's exit code stays.
+#[test]
+fn closed_stdout_keeps_the_exit_code_of_judge_test_and_verify() {
+    let Some(_sb) = sandbox() else {
+        return;
+    };
+    // Runs `judge ARGS` with its stdout a pipe whose reader is already gone.
+    let assert_exit = |args: &[&std::ffi::OsStr], code: i32| {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = judge_bin()
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    };
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    assert_exit(
+        &[
+            os("test"),
+            os("problems/aplusb/submissions/wrong_answer/int32.cpp"),
+            os("--problem"),
+            os("problems/aplusb"),
+        ],
+        10,
+    );
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("closed");
+    assert_exit(&[os("problem"), os("new"), dir.as_os_str()], 0);
+    assert_exit(&[os("problem"), os("verify"), dir.as_os_str()], 0);
+}
