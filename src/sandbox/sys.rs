@@ -322,12 +322,33 @@ pub(crate) fn child_exec(
 ) -> i32 {
     let mut err = libc::ENOENT;
     for path in candidates {
-        // SAFETY: argv and envp are null-terminated arrays of pointers to C strings
-        // prepared before the clone and still mapped in this copy of the address space.
-        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-        let e = errno();
-        if e != libc::ENOENT {
-            err = e;
+        // ETXTBSY: another box's child, cloned by another thread while this run's
+        // executable was being written, still holds a copy of the (close-on-exec)
+        // write descriptor until it execs itself — a few ms at most. Retry with a
+        // short backoff (1, 2, 4, ... 32 ms; about 0.5 s in all) rather than report a
+        // judge fault; what remains after that is a real error.
+        let mut backoff_ms: i64 = 1;
+        let mut waited_ms: i64 = 0;
+        loop {
+            // SAFETY: argv and envp are null-terminated arrays of pointers to C strings
+            // prepared before the clone and still mapped in this copy of the address space.
+            unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+            let e = errno();
+            if e == libc::ETXTBSY && waited_ms < 500 {
+                let ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: backoff_ms * 1_000_000,
+                };
+                // SAFETY: nanosleep is async-signal-safe; ts lives on this stack.
+                unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+                waited_ms += backoff_ms;
+                backoff_ms = (backoff_ms * 2).min(32);
+                continue;
+            }
+            if e != libc::ENOENT {
+                err = e;
+            }
+            break;
         }
     }
     err

@@ -1101,3 +1101,40 @@ fn rustc_through_mounts_under_a_private_root_folder() {
     );
     assert_eq!(o.stdout, b"42\n");
 }
+
+/// Regression (IE "Text file busy" under concurrent judging): while one slot writes a
+/// freshly compiled executable into its box, another slot's clone inherits the write
+/// descriptor until that child execs, and the first box's execve fails with ETXTBSY.
+/// Every run of an executable copied into its box must start, however many run at once.
+#[test]
+fn concurrent_runs_of_fresh_executables_never_hit_text_file_busy() {
+    require_root!();
+    let h = Harness::new();
+    // A large static binary keeps each write (and so each open write descriptor) long.
+    let bin = compile(
+        "exit0static",
+        "int main(void){return 0;}",
+        false,
+        &["-static"],
+    );
+    let outcomes: Vec<_> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..50)
+                        .map(|_| h.sb.run(&prog_spec(bin.clone(), limits(1000, 10_000, 64))))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    for o in outcomes {
+        let o = o.expect("the sandbox itself must not fail");
+        h.check_health(&o);
+        assert_eq!(o.status, Status::Ok, "{o:?}");
+    }
+}
