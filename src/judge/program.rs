@@ -187,10 +187,16 @@ impl Program {
     }
 }
 
+/// The compile step's wall-clock limit as a multiple of its CPU-time limit.
+pub const COMPILE_WALL_FACTOR: u64 = 3;
+
 /// Limits of the compile step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CompileLimits {
-    /// CPU and wall-clock limit in ms.
+    /// CPU-time limit in ms (summed over every compiler process and thread). The
+    /// wall-clock limit is [`COMPILE_WALL_FACTOR`] times this, so that a busy host (more
+    /// slots than cores) slowing the compiler down is not blamed on the contestant,
+    /// while a compiler blocked on input still ends.
     pub time_ms: u64,
     /// Memory limit in bytes.
     pub memory_bytes: u64,
@@ -362,7 +368,7 @@ pub fn compile(
             mounts: mounts.clone(),
             limits: Limits {
                 cpu_ms: limits.time_ms,
-                wall_ms: limits.time_ms,
+                wall_ms: limits.time_ms.saturating_mul(COMPILE_WALL_FACTOR),
                 memory_bytes: limits.memory_bytes,
                 pids: lang.compile_pids,
                 file_size_bytes: COMPILE_FILE_SIZE_BYTES,
@@ -378,8 +384,11 @@ pub fn compile(
         let why = match out.status {
             Status::Ok => None,
             Status::NonzeroExit => Some(String::new()),
-            Status::TimeLimit | Status::WallLimit => {
-                Some(format!("compilation exceeded the compile time limit ({} ms); every compiler process was killed\n", limits.time_ms))
+            Status::TimeLimit => {
+                Some(format!("compilation exceeded the compile time limit ({} ms of CPU time); every compiler process was killed\n", limits.time_ms))
+            }
+            Status::WallLimit => {
+                Some(format!("compilation exceeded the compile wall-time limit ({} ms; blocked or idle?); every compiler process was killed\n", limits.time_ms.saturating_mul(COMPILE_WALL_FACTOR)))
             }
             Status::MemoryLimit => Some(format!("compilation exceeded the compile memory limit ({} MiB)\n", limits.memory_bytes >> 20)),
             Status::OutputLimit => Some(format!(
