@@ -21,13 +21,14 @@ pub const DEFAULT_TIME_LIMIT_MS: u64 = 1000;
 /// Why a problem package could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ProblemError {
-    /// A file or folder could not be read.
-    #[error("{path}: {source}")]
+    /// A file or folder could not be read. The I/O error is part of the message, not a
+    /// `source()`, so an error chain (`{:#}`) names it once.
+    #[error("{path}: {error}")]
     Io {
         /// The path involved.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A YAML file is malformed or has a key with a value of the wrong type.
     #[error("{path}: {message}")]
@@ -49,9 +50,9 @@ pub enum ProblemError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ProblemError + '_ {
-    move |source| ProblemError::Io {
+    move |error| ProblemError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -1065,6 +1066,22 @@ mod tests {
         let p = root.join(rel);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(p, content).unwrap();
+    }
+
+    /// `judge test --problem /missing` said "No such file or directory" twice: the I/O
+    /// error was both in the message and the `source()` that `{:#}` appends.
+    #[test]
+    fn missing_package_error_names_the_io_error_once() {
+        let t = tempfile::tempdir().unwrap();
+        let missing = t.path().join("missing");
+        let err = Problem::load(&missing).unwrap_err();
+        let chain = format!("{:#}", anyhow::Error::new(err));
+        assert_eq!(
+            chain.matches("No such file or directory").count(),
+            1,
+            "{chain}"
+        );
+        assert!(chain.contains(&missing.display().to_string()), "{chain}");
     }
 
     fn pkg(files: &[(&str, &str)]) -> tempfile::TempDir {
