@@ -523,31 +523,31 @@ pub fn checks() -> Vec<Check> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let list = checks();
     let failed = list.iter().any(|c| c.level == Level::Fail);
+    // A closed stdout (`judge doctor | head -1`) keeps the exit code instead of a panic.
+    use crate::cli::client::out;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "ok": !failed, "checks": list }))?
-        );
+        out(serde_json::to_string_pretty(
+            &serde_json::json!({ "ok": !failed, "checks": list }),
+        )?);
     } else {
+        // Wide enough for the longest check name, `toolchain JavaScript`.
+        let w = list.iter().map(|c| c.check.len()).max().unwrap_or(0);
         for c in &list {
             let tag = match c.level {
                 Level::Ok => "OK  ",
                 Level::Warn => "WARN",
                 Level::Fail => "FAIL",
             };
-            println!("{tag} {:<18} {}", c.check, c.detail);
+            out(format_args!("{tag} {:<w$} {}", c.check, c.detail));
             if !c.fix.is_empty() {
-                println!("     {:<18} fix: {}", "", c.fix);
+                out(format_args!("     {:<w$} fix: {}", "", c.fix));
             }
         }
-        println!(
-            "{}",
-            if failed {
-                "judge doctor: the sandbox cannot work until the FAIL lines are fixed"
-            } else {
-                "judge doctor: the sandbox can work on this host"
-            }
-        );
+        out(if failed {
+            "judge doctor: the sandbox cannot work until the FAIL lines are fixed"
+        } else {
+            "judge doctor: the sandbox can work on this host"
+        });
     }
     Ok(if failed {
         ExitCode::from(1)

@@ -172,7 +172,7 @@ fn judge_test_on_the_process_backend() {
     }
 }
 
-/// `judge test … | head -1` and `judge problem verify … | head -1`: a stdout closed by
+/// `judge test … | head -1`, `judge problem verify … | head -1`, `judge doctor | head -1`: a stdout closed by
 /// the reader must not panic (exit 101); the verdict's exit code stays.
 #[test]
 fn closed_stdout_keeps_the_exit_code_of_judge_test_and_verify() {
@@ -207,4 +207,7 @@ fn closed_stdout_keeps_the_exit_code_of_judge_test_and_verify() {
     let dir = t.path().join("closed");
     assert_exit(&[os("problem"), os("new"), dir.as_os_str()], 0);
     assert_exit(&[os("problem"), os("verify"), dir.as_os_str()], 0);
+    // `judge doctor | head -1`: the same exit code as with an open stdout.
+    let doctor = judge_bin().arg("doctor").output().unwrap().status.code();
+    assert_exit(&[os("doctor")], doctor.unwrap());
 }
