@@ -48,6 +48,6 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "install.sh: cargo not found; install a Rust toolchain (https://rustup.rs or apt install cargo) and re-run" >&2
   exit 1
 fi
-cargo build --release --locked 2>/dev/null || cargo build --release
+cargo build --release --locked
 $SUDO install -m 0755 target/release/judge /usr/local/bin/judge
 echo "install.sh: installed $(/usr/local/bin/judge --version) to /usr/local/bin/judge"

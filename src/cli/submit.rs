@@ -49,15 +49,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map_err(|_| anyhow!("{} is not UTF-8 text", args.file.display()))?;
     let language = match args.lang {
         Some(l) => l,
-        None => crate::judge::language::Languages::builtin()
-            .guess(&args.file, source.as_bytes())
-            .map(|l| l.id.clone())
-            .ok_or_else(|| {
-                anyhow!(
-                    "cannot tell the language of {}: pass --lang",
+        None => {
+            let id = crate::judge::language::Languages::builtin()
+                .guess(&args.file, source.as_bytes())
+                .map(|l| l.id.clone())
+                .ok_or_else(|| {
+                    anyhow!(
+                        "cannot tell the language of {}: pass --lang",
+                        args.file.display()
+                    )
+                })?;
+            if !args.json {
+                eprintln!(
+                    "{}: language {id} (guessed from the file; --lang to choose another)",
                     args.file.display()
-                )
-            })?,
+                );
+            }
+            id
+        }
     };
     let priority = match args.priority.as_deref() {
         None => None,

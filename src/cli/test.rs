@@ -159,9 +159,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !json {
         let _ = writeln!(
             stderr,
-            "judging {} as {} against {} ({} tests, time limit {} ms, memory {} MiB)",
+            "judging {} as {}{} against {} ({} tests, time limit {} ms, memory {} MiB)",
             args.solution.display(),
             lang.name,
+            if args.lang.is_none() {
+                " (guessed from the file; --lang to choose another)"
+            } else {
+                ""
+            },
             problem.id,
             if args.samples {
                 problem.sample_count()

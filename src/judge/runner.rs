@@ -393,8 +393,9 @@ impl TestContext<'_> {
             Status::WallLimit => RunEnd::Failed(
                 Verdict::TLE,
                 format!(
-                    "wall time over the limit of {} ms (idle or blocked?)",
-                    wall_limit_ms(self.tl_ms)
+                    "wall time over the limit of {} ms after {} ms of CPU time (sleeping, blocked on input, or starved of CPU on a busy host)",
+                    wall_limit_ms(self.tl_ms),
+                    out.time_ms
                 ),
             ),
             Status::MemoryLimit => RunEnd::Failed(
