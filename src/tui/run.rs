@@ -61,18 +61,37 @@ pub fn run(config: TopConfig) -> Result<(), TopError> {
     let client = ApiClient::new(&config.server, &config.token)
         .map_err(|e| TopError::Client(e.to_string()))?;
     let quit_signal = Arc::new(AtomicBool::new(false));
-    for sig in [
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-        signal_hook::consts::SIGINT,
-    ] {
-        signal_hook::flag::register(sig, Arc::clone(&quit_signal))?;
-    }
+    spawn_signal_watch(Arc::clone(&quit_signal))?;
     with_terminal(|terminal| {
         let (fetcher, results) = Fetcher::spawn(client, config.interval)?;
         let app = App::new(config.server, config.interval, Instant::now());
         event_loop(terminal, app, &fetcher, results, &quit_signal)
     })
+}
+
+/// How long the event loop gets to notice a termination signal, restore the terminal and
+/// return before the process exits anyway.
+const SIGNAL_GRACE: Duration = Duration::from_secs(2);
+
+/// Watches SIGTERM, SIGHUP and SIGINT on a thread of its own: sets `quit` (checked by the
+/// event loop every tick, which then restores the terminal and returns), and if the loop
+/// has not ended the process within [`SIGNAL_GRACE`], exits with 128 + the signal. That
+/// second step is for a terminal that vanished (a closed tmux or ssh session: SIGHUP):
+/// crossterm then spins reading EOF from the dead tty and never gets back to the loop,
+/// and there is nothing left to restore.
+fn spawn_signal_watch(quit: Arc<AtomicBool>) -> io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT])?;
+    std::thread::Builder::new()
+        .name("judge-top-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                quit.store(true, Ordering::SeqCst);
+                std::thread::sleep(SIGNAL_GRACE);
+                std::process::exit(128 + sig);
+            }
+        })?;
+    Ok(())
 }
 
 /// The terminal `judge top` draws on.

@@ -334,6 +334,48 @@ fn top_restores_the_terminal_on_sigterm_and_rejects_a_pipe() {
     assert!(err.contains("needs a terminal"), "{err}");
 }
 
+/// Regression: closing the terminal under `judge top` (tmux kill-server, a dropped ssh
+/// session) left it spinning at 100% CPU on EOF from the dead tty, forever. It must exit.
+#[test]
+fn top_exits_when_its_terminal_goes_away() {
+    if !Tmux::available() {
+        eprintln!("SKIP top_exits_when_its_terminal_goes_away: tmux is not installed (install.sh installs it)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run = format!(
+        "{BIN} top --server http://127.0.0.1:{port} --token t --interval 200ms &\n\
+         echo $! > {}/top.pid\n\
+         wait $!",
+        root.display()
+    );
+    let script = top_script(root, &run);
+    let tmux = Tmux::start(&script, 80, 24);
+    tmux.wait_for("the unreachable banner", Duration::from_secs(30), |s| {
+        s.contains("server unreachable — retrying")
+    });
+    let pid = nix::unistd::Pid::from_raw(read(root, "top.pid").parse().unwrap());
+    drop(tmux); // kills the tmux server: the pane's terminal is gone
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nix::sys::signal::kill(pid, None).is_ok() {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if state.split_whitespace().nth(2) == Some("Z") {
+            break; // exited; its parent shell is gone too and nobody reaps it yet
+        }
+        if Instant::now() > deadline {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            panic!("judge top still running 10 s after its terminal went away");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Set in the environment of [`panic_inside_the_dashboard_child`] when the parent test runs
 /// it inside tmux.
 const PANIC_CHILD: &str = "JUDGE_TOP_TEST_PANIC_CHILD";
