@@ -480,6 +480,48 @@ fn marker(what: &str) -> String {
     format!("judgetest_{what}_{}", uuid::Uuid::new_v4().simple())
 }
 
+/// S4: the compile step runs in the sandbox. Sources that pull host files in at compile
+/// time (`#include` of a host canary and of /etc/shadow, `.incbin` of the canary through
+/// inline assembly) see only the box: CE, the canary unchanged and its content in no
+/// message, no compiler process left.
+#[test]
+fn s4_compile_time_host_file_access_stays_in_the_box() {
+    let Some(sb) = sandbox() else { return };
+    if !toolchain("cpp") {
+        return;
+    }
+    let canary =
+        std::env::temp_dir().join(format!("judge-canary-{}", uuid::Uuid::new_v4().simple()));
+    let secret = format!("canary-secret-{}", uuid::Uuid::new_v4().simple());
+    std::fs::write(&canary, format!("int leaked = 1; // {secret}\n")).unwrap();
+    let before = std::fs::metadata(&canary).unwrap();
+    let sources = [
+        format!(
+            "#include \"{}\"\nint main() {{ return leaked; }}\n",
+            canary.display()
+        ),
+        "#include \"/etc/shadow\"\nint main() {}\n".to_string(),
+        format!(
+            "asm(\".section .rodata\\n.incbin \\\"{}\\\"\\n.text\");\nint main() {{}}\n",
+            canary.display()
+        ),
+    ];
+    for src in &sources {
+        let m = marker("s4");
+        let (r, _) = judge_cpp_marked(sb.as_ref(), &aplusb(), &m, src);
+        assert_eq!(r.verdict, Verdict::CE, "{src}: {r:?}");
+        assert!(!r.compile.message.contains(&secret), "{r:?}");
+        assert_no_process_with(&m);
+    }
+    let after = std::fs::metadata(&canary).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&canary).unwrap(),
+        format!("int leaked = 1; // {secret}\n")
+    );
+    assert_eq!(before.modified().unwrap(), after.modified().unwrap());
+    std::fs::remove_file(&canary).unwrap();
+}
+
 /// C1: including a device that never ends: CE within the compile limit.
 #[test]
 fn c1_include_of_endless_devices_is_a_compile_error() {
