@@ -136,7 +136,7 @@ impl Db {
             context: ctx("opening"),
             source,
         })?;
-        configure(&conn).map_err(|source| DbError::Sqlite {
+        configure_retrying_busy(&conn).map_err(|source| DbError::Sqlite {
             context: ctx("configuring"),
             source,
         })?;
@@ -208,6 +208,30 @@ impl Db {
             .try_lock()
             .expect("call_blocking is for tests, where the connection is not in use");
         f(&mut guard)
+    }
+}
+
+/// [`configure`], retried while another connection holds the lock: switching a fresh
+/// file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at once there
+/// instead of calling the busy handler, so two processes opening a fresh file together
+/// (say `judge serve` and `judge token create`) would otherwise fail. Gives up after
+/// [`BUSY_TIMEOUT`], like every other lock wait.
+fn configure_retrying_busy(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        match configure(conn) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -357,7 +381,7 @@ mod tests {
     #[test]
     fn concurrent_opens_of_a_fresh_file_migrate_once() {
         let m = ["CREATE TABLE a (x INTEGER);", "INSERT INTO a VALUES (1);"];
-        for round in 0..10 {
+        for round in 0..30 {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("x.db");
             let threads: Vec<_> = (0..4)
