@@ -287,23 +287,7 @@ fn top_restores_the_terminal_on_sigterm_and_rejects_a_pipe() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    // Nothing listens on this port: judge top starts disconnected and keeps retrying.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let run = format!(
-        "{BIN} top --server http://127.0.0.1:{port} --token t --interval 200ms &\n\
-         echo $! > {}/top.pid\n\
-         wait $!",
-        root.display()
-    );
-    let script = top_script(root, &run);
-    let tmux = Tmux::start(&script, 80, 24);
-    tmux.wait_for("the unreachable banner", Duration::from_secs(30), |s| {
-        s.contains("server unreachable — retrying")
-    });
+    let (tmux, port) = start_disconnected_top(root);
     assert_eq!(tmux.display("#{alternate_on}"), "1");
     tmux.send_keys("p");
     tmux.wait_for("the pause mark", Duration::from_secs(10), |s| {
@@ -344,24 +328,10 @@ fn top_exits_when_its_terminal_goes_away() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let run = format!(
-        "{BIN} top --server http://127.0.0.1:{port} --token t --interval 200ms &\n\
-         echo $! > {}/top.pid\n\
-         wait $!",
-        root.display()
-    );
-    let script = top_script(root, &run);
-    let tmux = Tmux::start(&script, 80, 24);
-    tmux.wait_for("the unreachable banner", Duration::from_secs(30), |s| {
-        s.contains("server unreachable — retrying")
-    });
+    let _ = start_disconnected_top(root);
     let pid = nix::unistd::Pid::from_raw(read(root, "top.pid").parse().unwrap());
-    drop(tmux); // kills the tmux server: the pane's terminal is gone
+    // `start_disconnected_top`'s Tmux was dropped above: the tmux server is killed and
+    // the pane's terminal is gone.
     let deadline = Instant::now() + Duration::from_secs(10);
     while nix::sys::signal::kill(pid, None).is_ok() {
         let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -458,6 +428,29 @@ fn assert_exited_and_restored(tmux: &Tmux, root: &Path, rc: &str, log: impl Fn()
 /// Writes `root/top.sh`: saves the tty settings, runs `run` (a shell line that starts
 /// `judge top`), saves its exit status and the tty settings again, prints `TOP-EXITED`,
 /// then keeps the pane open so the test can read it.
+/// Starts `judge top` in an 80×24 tmux pane against a port nothing listens on (so it starts
+/// disconnected and keeps retrying), with its pid in `root/top.pid`; returns once the
+/// unreachable banner shows, with the tmux session and the port.
+fn start_disconnected_top(root: &Path) -> (Tmux, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run = format!(
+        "{BIN} top --server http://127.0.0.1:{port} --token t --interval 200ms &\n\
+         echo $! > {}/top.pid\n\
+         wait $!",
+        root.display()
+    );
+    let script = top_script(root, &run);
+    let tmux = Tmux::start(&script, 80, 24);
+    tmux.wait_for("the unreachable banner", Duration::from_secs(30), |s| {
+        s.contains("server unreachable — retrying")
+    });
+    (tmux, port)
+}
+
 fn top_script(root: &Path, run: &str) -> PathBuf {
     let d = root.display();
     let script = root.join("top.sh");
