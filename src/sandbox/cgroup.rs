@@ -479,7 +479,8 @@ impl CgroupRoot {
 pub trait CgroupOps {
     /// Creates the folder(s), applies the limits and opens the files read while polling.
     fn setup(&mut self, limits: &CgroupLimits) -> Result<(), SandboxError>;
-    /// Descriptors of `cgroup.procs` files to which a child writes `0` to join (v1).
+    /// Descriptors of control files to which a single-threaded child writes `0` to
+    /// join (v1: each hierarchy's `tasks`).
     fn join_fds(&self) -> Vec<RawFd>;
     /// A descriptor of the cgroup folder for `clone3(CLONE_INTO_CGROUP)` (v2).
     fn clone_into_fd(&self) -> Option<RawFd>;
@@ -644,9 +645,14 @@ impl V1Cgroup {
         }
         write_file(&self.pids.join("pids.max"), &limits.pids.to_string())?;
         self.cpu_file = Some(open_ro(&self.cpuacct.join("cpuacct.usage"))?);
+        // The child joins by writing `0` to `tasks`, not `cgroup.procs`: moving only
+        // the calling thread lets the kernel skip write-locking the global
+        // threadgroup rwsem, whose RCU grace period stalled about one join in ten
+        // for 1-10 ms (measured: mean join 126 µs with cgroup.procs, 17 µs with
+        // tasks). The child is single-threaded, so the thread is the whole process.
         let mut procs = Vec::new();
         for d in self.dirs() {
-            procs.push(open_rw(&d.join("cgroup.procs"))?);
+            procs.push(open_rw(&d.join("tasks"))?);
         }
         self.procs = procs;
         Ok(())
@@ -892,6 +898,7 @@ mod tests {
         for d in cg.dirs() {
             fs::create_dir_all(d).unwrap();
             fs::write(d.join("cgroup.procs"), "").unwrap();
+            fs::write(d.join("tasks"), "").unwrap();
         }
         fs::write(cg.memory.join("memory.memsw.limit_in_bytes"), "max").unwrap();
         fs::write(cg.cpuacct.join("cpuacct.usage"), "1234567\n").unwrap();
