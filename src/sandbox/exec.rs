@@ -8,6 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use super::cgroup::{CgroupOps, CgroupRoot, RunCgroup};
+use super::raw::{self, sc};
 use super::sys;
 use super::{Limits, Output, RunOutcome, RunSpec, SandboxError, Status, Stdin};
 
@@ -244,30 +245,51 @@ pub(crate) fn rlimits(l: &Limits) -> Vec<(u32, libc::rlimit)> {
 /// Program child: the last steps before `execve`. Never returns; on failure it reports
 /// `(stage, errno)` on `report` and exits 127. Only raw syscalls (see [`sys`]).
 pub(crate) fn program_child(p: &Prepared, stdio: [RawFd; 3], report: RawFd) -> ! {
-    // Dispositions set to "ignore" survive exec (Rust's runtime ignores SIGPIPE), and
-    // the cloning thread's signal mask is inherited: reset both.
-    // SAFETY: sigset and sigaction structs live on this stack; raw libc calls only.
+    // The child may share the judge's memory and thread-local storage (CLONE_VM):
+    // raw system calls only, no errno (see `raw`). Signals: block everything while
+    // the dispositions inherited from the judge are reset (a handler of the judge must
+    // never run here), then unblock right before execve — the program starts with an
+    // empty mask and default dispositions (Rust's runtime ignores SIGPIPE, and
+    // "ignore" would survive exec).
+    let all: u64 = !0;
+    let none: u64 = 0;
+    // SAFETY: rt_sigprocmask with an 8-byte kernel sigset on this stack.
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        for sig in 1..libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
+        sc!(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &all as *const u64,
+            0,
+            8
+        )
+    };
+    let dfl = raw::KernelSigaction::default();
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: rt_sigaction with a kernel sigaction on this stack (SIG_DFL).
+            unsafe {
+                sc!(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    &dfl as *const raw::KernelSigaction,
+                    0,
+                    8
+                )
+            };
         }
     }
     if let Err(e) = sys::child_setup_stdio(stdio, report) {
         sys::child_fail(report, stage::STDIO, e);
     }
     // SAFETY: workdir is a valid C string.
-    if unsafe { libc::chdir(p.workdir.as_ptr()) } != 0 {
-        sys::child_fail(report, stage::CHDIR, sys::errno());
+    if let Err(e) = raw::check(unsafe { sc!(libc::SYS_chdir, p.workdir.as_ptr()) }) {
+        sys::child_fail(report, stage::CHDIR, e);
     }
     for (res, lim) in &p.rlimits {
-        // SAFETY: lim is a valid rlimit; setrlimit is a plain syscall wrapper.
-        if unsafe { libc::setrlimit(*res, lim) } != 0 {
-            sys::child_fail(report, stage::RLIMIT, sys::errno());
+        // SAFETY: prlimit64 on this process with a valid rlimit.
+        let r = unsafe { sc!(libc::SYS_prlimit64, 0, *res, lim as *const libc::rlimit, 0) };
+        if let Err(e) = raw::check(r) {
+            sys::child_fail(report, stage::RLIMIT, e);
         }
     }
     if let Err(e) = sys::child_drop_privileges(p.uid, p.gid) {
@@ -286,6 +308,16 @@ pub(crate) fn program_child(p: &Prepared, stdio: [RawFd; 3], report: RawFd) -> !
         a
     };
     let n = p.candidates.len().min(16);
+    // SAFETY: as above; from here on signals are delivered with default actions.
+    unsafe {
+        sc!(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &none as *const u64,
+            0,
+            8
+        )
+    };
     let err = sys::child_exec(&cands[..n], &p.argv_ptrs, &p.envp_ptrs);
     sys::child_fail(report, stage::EXEC, err)
 }

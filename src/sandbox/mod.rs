@@ -16,6 +16,7 @@ pub mod cgroup;
 mod exec;
 pub mod native;
 pub mod process;
+mod raw;
 pub mod seccomp;
 mod spec;
 mod sys;

@@ -33,10 +33,14 @@
 //! the run's cgroup). Then `clone3` makes the box's *init*: pid 1 of a new PID
 //! namespace, with new IPC and UTS namespaces (so SysV IPC objects never outlive a
 //! run), placed in the run's cgroup (atomically on v2, by writing `0` to the
-//! pre-opened `cgroup.procs` files on v1). Init joins the box's network and mount
-//! namespaces, sizes the tmpfs mounts for this run
+//! pre-opened `tasks` files on v1). Init shares the judge's memory (`CLONE_VM`, on
+//! a stack of the box: see [`raw`] for why and what that demands of its code), so
+//! starting it copies no page table whatever the judge's size. Init joins the box's
+//! network and mount namespaces, sizes the tmpfs mounts for this run
 //! (`size` = [`super::Limits::disk_bytes`] plus the input files, `nr_inodes` =
-//! `disk_bytes / 4096`, at least 1024), mounts a fresh `/proc`, and forks the program.
+//! `disk_bytes / 4096`, at least 1024), mounts a fresh `/proc`, and starts the
+//! program vfork-style (`CLONE_VM | CLONE_VFORK` on the box's second stack: init
+//! waits until the program's `execve` gives it an address space of its own).
 //! The program sets up fds 0–2 (closing everything else), rlimits, drops to the box's
 //! unprivileged uid/gid (no supplementary groups, so no capabilities), sets
 //! no_new_privs, loads the seccomp filter and execs. Init reaps everything and, when
@@ -59,6 +63,7 @@ use std::time::{Duration, Instant};
 use super::boxfs;
 use super::cgroup::{CgroupLimits, CgroupOps, CgroupRoot};
 use super::exec::{self, stage, Prepared, Slots, Stdio};
+use super::raw::{self, sc};
 use super::seccomp;
 use super::sys;
 use super::{Mount, RunOutcome, RunSpec, Sandbox, SandboxError, BOX_WORK_DIR};
@@ -155,6 +160,9 @@ struct WarmBox {
     slots: Arc<Slots>,
     /// tmpfs options last applied to `/box` and `/tmp` (skipped when unchanged).
     mounted_opts: Option<(CString, CString)>,
+    /// Stacks of the run's init and of the program before `execve` (they share the
+    /// judge's memory: see [`raw`]).
+    stacks: raw::ChildStacks,
 }
 
 impl Drop for WarmBox {
@@ -424,7 +432,7 @@ fn box_child(staging: &CString, ops: &[RootOp], report: RawFd, hold: RawFd) -> !
                         libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
                         0o644,
                     );
-                    if fd < 0 || !sys::write_all_raw(fd, content) {
+                    if fd < 0 || sys::write_all_raw(fd, content).is_err() {
                         fail(st);
                     }
                     libc::close(fd);
@@ -623,6 +631,8 @@ impl NativeSandbox {
         drop(hold_w);
         let _ = sys::wait_pid(child.pid);
         let (mnt_ns, net_ns, work, tmp) = opened.map_err(give_back)?;
+        let stacks = raw::ChildStacks::new()
+            .map_err(|e| internal(format!("map the box's child stacks: {e}")))?;
         // The work folder belongs to the box user; /tmp is sticky and world-writable.
         // SAFETY: fchown/fchmod on descriptors we own.
         unsafe {
@@ -638,6 +648,7 @@ impl NativeSandbox {
             tmp,
             slots: inner.slots.clone(),
             mounted_opts: None,
+            stacks,
         })
     }
 
@@ -774,21 +785,31 @@ impl NativeSandbox {
         let netns = b.net_ns.as_raw_fd();
         let mntns = b.mnt_ns.as_raw_fd();
         let flags = (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) as u64;
-        // SAFETY: the child runs box_init only (raw syscalls on prepared data).
-        let child = unsafe { sys::clone_fork(flags, cg.clone_into_fd()) }
-            .map_err(|e| internal(format!("clone the box init: {e}")))?;
-        let Some(child) = child else {
-            box_init(
-                &join,
-                netns,
-                mntns,
-                remount,
-                prepared,
-                child_fds,
-                rep_w.as_raw_fd(),
-                st_w.as_raw_fd(),
-            );
+        let args = InitArgs {
+            join: &join,
+            netns,
+            mntns,
+            remount,
+            prepared,
+            stdio: child_fds,
+            report: rep_w.as_raw_fd(),
+            status: st_w.as_raw_fd(),
+            program_stack: b.stacks.stack(1),
         };
+        // SAFETY: init_entry follows spawn_on_stack's rules (raw syscalls only, never
+        // returns); `args` and what it points at live on this frame, the stacks in the
+        // box, and the Reaper below kills and reaps init before either goes away.
+        let child = unsafe {
+            sys::spawn_on_stack(
+                flags,
+                cg.clone_into_fd(),
+                b.stacks.stack(0),
+                init_entry,
+                &args as *const InitArgs as *mut libc::c_void,
+            )
+        }
+        .map_err(|e| internal(format!("clone the box init: {e}")))?;
+        let reaper = sys::Reaper::new(&child);
         drop(rep_w);
         drop(st_w);
         let Stdio {
@@ -802,16 +823,8 @@ impl NativeSandbox {
         let start = Instant::now();
         match report {
             Ok(None) => {}
-            Ok(Some((st, err))) => {
-                kill();
-                let _ = sys::wait_pid(child.pid);
-                return Err(exec::child_error(&spec.argv[0], st, err));
-            }
-            Err(e) => {
-                kill();
-                let _ = sys::wait_pid(child.pid);
-                return Err(internal(format!("read box report: {e}")));
-            }
+            Ok(Some((st, err))) => return Err(exec::child_error(&spec.argv[0], st, err)),
+            Err(e) => return Err(internal(format!("read box report: {e}"))),
         }
         let watched = exec::watch(
             child.pidfd.as_raw_fd(),
@@ -822,16 +835,9 @@ impl NativeSandbox {
             start,
             &kill,
         );
-        let watched = match watched {
-            Ok(w) => w,
-            Err(e) => {
-                kill();
-                let _ = sys::wait_pid(child.pid);
-                return Err(e);
-            }
-        };
-        let _ = sys::wait_pid(child.pid)
-            .map_err(|e| internal(format!("wait for the box init: {e}")))?;
+        let watched = watched?;
+        sys::wait_pid(child.pid).map_err(|e| internal(format!("wait for the box init: {e}")))?;
+        reaper.disarm();
         let mut st = [0u8; 4];
         // SAFETY: reading at most 4 bytes into st; init wrote them before exiting (or
         // died by our SIGKILL, and the read sees EOF).
@@ -864,113 +870,191 @@ fn describe_op(op: &RootOp) -> String {
     }
 }
 
-/// The box's init (pid 1 of the run's PID namespace). Raw syscalls only.
-#[allow(clippy::too_many_arguments)]
-fn box_init(
-    join: &[RawFd],
+/// What the box's init needs, on the judge's stack in `run_prepared` until init has
+/// been reaped.
+struct InitArgs<'a> {
+    join: &'a [RawFd],
     netns: RawFd,
     mntns: RawFd,
-    remount: Option<&(CString, CString)>,
-    prepared: &Prepared,
+    remount: Option<&'a (CString, CString)>,
+    prepared: &'a Prepared,
     stdio: [RawFd; 3],
     report: RawFd,
     status: RawFd,
-) -> ! {
-    let fail = |st: u32| -> ! { sys::child_fail(report, st, sys::errno()) };
+    /// Where the program runs until `execve` (lowest address, size).
+    program_stack: (*mut u8, usize),
+}
+
+/// What the program child needs, on init's stack (init waits, `CLONE_VFORK`).
+struct ProgramArgs<'a> {
+    prepared: &'a Prepared,
+    stdio: [RawFd; 3],
+    report: RawFd,
+}
+
+/// Entry of the box's init on its own stack.
+///
+/// # Safety
+/// `arg` points at an [`InitArgs`] that outlives init.
+unsafe extern "C" fn init_entry(arg: *mut libc::c_void) -> ! {
+    // SAFETY: the caller's contract.
+    box_init(unsafe { &*(arg as *const InitArgs) })
+}
+
+/// Entry of the program child on its own stack.
+///
+/// # Safety
+/// `arg` points at a [`ProgramArgs`] that outlives the child's `execve`.
+unsafe extern "C" fn program_entry(arg: *mut libc::c_void) -> ! {
+    // SAFETY: the caller's contract.
+    let a = unsafe { &*(arg as *const ProgramArgs) };
+    exec::program_child(a.prepared, a.stdio, a.report)
+}
+
+/// The box's init (pid 1 of the run's PID namespace). It shares the judge's memory
+/// and thread-local storage (see [`raw`]): raw system calls only, no `errno`.
+fn box_init(a: &InitArgs) -> ! {
+    let fail = |st: u32, e: i32| -> ! { sys::child_fail(a.report, st, e) };
+    // Init needs no signal (SIGKILL cannot be blocked), and a handler the judge
+    // installed must never run here.
+    let all: u64 = !0;
+    // SAFETY: rt_sigprocmask with an 8-byte kernel sigset on this stack.
+    unsafe {
+        sc!(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &all as *const u64,
+            0,
+            8
+        )
+    };
     // Keep only what init and the program need (other threads' descriptors go).
     let mut keep = [
-        report, status, netns, mntns, stdio[0], stdio[1], stdio[2], -1, -1, -1, -1, -1,
+        a.report, a.status, a.netns, a.mntns, a.stdio[0], a.stdio[1], a.stdio[2], -1, -1, -1, -1,
+        -1,
     ];
-    for (slot, fd) in keep[7..].iter_mut().zip(join.iter()) {
+    for (slot, fd) in keep[7..].iter_mut().zip(a.join.iter()) {
         *slot = *fd;
     }
     sys::close_all_except_many(3, &mut keep);
-    // SAFETY: raw syscalls on data prepared before the clone (whole function).
+    let ok = |r: isize, st: u32| {
+        if let Err(e) = raw::check(r) {
+            fail(st, e);
+        }
+    };
+    // SAFETY: raw syscalls on data prepared before the clone (whole block).
     unsafe {
         // If the judge dies, init dies, and with it the whole PID namespace.
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-            fail(stage::PDEATHSIG);
-        }
-        for &fd in join {
-            if !sys::write_all_raw(fd, b"0") {
-                fail(stage::JOIN_CGROUP);
+        ok(
+            sc!(
+                libc::SYS_prctl,
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL,
+                0,
+                0,
+                0
+            ),
+            stage::PDEATHSIG,
+        );
+        for &fd in a.join {
+            if let Err(e) = sys::write_all_raw(fd, b"0") {
+                fail(stage::JOIN_CGROUP, e);
             }
         }
-        if libc::setns(netns, libc::CLONE_NEWNET) != 0 {
-            fail(stage::SETNS_NET);
-        }
-        if libc::setns(mntns, libc::CLONE_NEWNS) != 0 {
-            fail(stage::SETNS_MNT);
-        }
-        if libc::sethostname(c"box".as_ptr(), 3) != 0 {
-            fail(stage::HOSTNAME);
-        }
+        ok(
+            sc!(libc::SYS_setns, a.netns, libc::CLONE_NEWNET),
+            stage::SETNS_NET,
+        );
+        ok(
+            sc!(libc::SYS_setns, a.mntns, libc::CLONE_NEWNS),
+            stage::SETNS_MNT,
+        );
+        ok(
+            sc!(libc::SYS_sethostname, c"box".as_ptr(), 3),
+            stage::HOSTNAME,
+        );
         // Size the tmpfs mounts for this run (skipped when the previous run of this box
         // used the same options).
-        if let Some((box_opts, tmp_opts)) = remount {
+        if let Some((box_opts, tmp_opts)) = a.remount {
             let flags = libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV;
-            if libc::mount(
-                std::ptr::null(),
-                c"/box".as_ptr(),
-                std::ptr::null(),
-                flags,
-                box_opts.as_ptr().cast(),
-            ) != 0
-            {
-                fail(stage::REMOUNT_BOX);
-            }
-            if libc::mount(
-                std::ptr::null(),
-                c"/tmp".as_ptr(),
-                std::ptr::null(),
-                flags,
-                tmp_opts.as_ptr().cast(),
-            ) != 0
-            {
-                fail(stage::REMOUNT_TMP);
-            }
+            ok(
+                sc!(
+                    libc::SYS_mount,
+                    0,
+                    c"/box".as_ptr(),
+                    0,
+                    flags,
+                    box_opts.as_ptr()
+                ),
+                stage::REMOUNT_BOX,
+            );
+            ok(
+                sc!(
+                    libc::SYS_mount,
+                    0,
+                    c"/tmp".as_ptr(),
+                    0,
+                    flags,
+                    tmp_opts.as_ptr()
+                ),
+                stage::REMOUNT_TMP,
+            );
         }
         // The previous run's /proc (of a dead PID namespace) goes; a fresh one comes.
-        libc::umount2(c"/proc".as_ptr(), libc::MNT_DETACH);
+        sc!(libc::SYS_umount2, c"/proc".as_ptr(), libc::MNT_DETACH);
         let pflags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-        if libc::mount(
-            c"proc".as_ptr(),
-            c"/proc".as_ptr(),
-            c"proc".as_ptr(),
-            pflags,
-            std::ptr::null(),
-        ) != 0
-        {
-            fail(stage::MOUNT_PROC);
-        }
-        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
-        let pid = libc::syscall(
-            libc::SYS_clone,
-            libc::SIGCHLD as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
+        ok(
+            sc!(
+                libc::SYS_mount,
+                c"proc".as_ptr(),
+                c"/proc".as_ptr(),
+                c"proc".as_ptr(),
+                pflags,
+                0
+            ),
+            stage::MOUNT_PROC,
         );
-        if pid < 0 {
-            fail(stage::FORK);
-        }
-        if pid == 0 {
-            exec::program_child(prepared, stdio, report);
-        }
-        let pid = pid as libc::pid_t;
+        // SIGCHLD must not be ignored, or children are reaped behind wait4's back.
+        let dfl = raw::KernelSigaction::default();
+        sc!(
+            libc::SYS_rt_sigaction,
+            libc::SIGCHLD,
+            &dfl as *const raw::KernelSigaction,
+            0,
+            8
+        );
+        // The program: a vfork-style child on its own stack, sharing memory until its
+        // execve (init waits meanwhile), so nothing is copied.
+        let pargs = ProgramArgs {
+            prepared: a.prepared,
+            stdio: a.stdio,
+            report: a.report,
+        };
+        let (lo, size) = a.program_stack;
+        let cflags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+        let r = raw::clone_on_stack(
+            libc::SYS_clone,
+            [cflags as usize, lo as usize + size, 0, 0, 0],
+            program_entry,
+            &pargs as *const ProgramArgs as *mut libc::c_void,
+        );
+        let pid = match raw::check(r) {
+            Ok(pid) => pid as libc::pid_t,
+            Err(e) => fail(stage::FORK, e),
+        };
         // Init keeps only the status pipe: the program's descriptors must not be held
         // open by it (an output pipe would never see EOF).
-        sys::close_all_from(0, status);
+        sys::close_all_from(0, a.status);
         loop {
-            let mut st = 0;
-            let r = libc::wait4(-1, &mut st, libc::__WALL, std::ptr::null_mut());
-            if r == pid {
-                sys::write_all_raw(status, &st.to_ne_bytes());
-                libc::_exit(0);
-            }
-            if r < 0 && sys::errno() != libc::EINTR {
-                libc::_exit(1);
+            let mut st: i32 = 0;
+            let r = sc!(libc::SYS_wait4, -1i32, &mut st as *mut i32, libc::__WALL, 0);
+            match raw::check(r) {
+                Ok(p) if p as libc::pid_t == pid => {
+                    let _ = sys::write_all_raw(a.status, &st.to_ne_bytes());
+                    sys::child_exit(0);
+                }
+                Ok(_) | Err(libc::EINTR) => {}
+                Err(_) => sys::child_exit(1),
             }
         }
     }

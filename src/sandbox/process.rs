@@ -296,8 +296,8 @@ impl ProcessSandbox {
 /// Child of the process backend: join the cgroup (v1), then the common last steps.
 fn process_child(join: &[RawFd], prepared: &Prepared, stdio: [RawFd; 3], report: RawFd) -> ! {
     for &fd in join {
-        if !sys::write_all_raw(fd, b"0") {
-            sys::child_fail(report, exec::stage::JOIN_CGROUP, sys::errno());
+        if let Err(e) = sys::write_all_raw(fd, b"0") {
+            sys::child_fail(report, exec::stage::JOIN_CGROUP, e);
         }
     }
     exec::program_child(prepared, stdio, report)

@@ -540,9 +540,9 @@ impl Program {
         self.insns.is_empty()
     }
 
-    /// Loads the filter into the calling thread. Async-signal-safe (one syscall on
-    /// memory prepared before the clone); needs `PR_SET_NO_NEW_PRIVS` or CAP_SYS_ADMIN.
-    /// Returns the errno on failure.
+    /// Loads the filter into the calling thread. Async-signal-safe and `errno`-free
+    /// (raw system calls on memory prepared before the clone, see `sandbox::raw`);
+    /// needs `PR_SET_NO_NEW_PRIVS` or CAP_SYS_ADMIN. Returns the errno on failure.
     pub fn load(&self) -> Result<(), i32> {
         let prog = libc::sock_fprog {
             len: self.insns.len() as u16,
@@ -551,25 +551,27 @@ impl Program {
         // SECCOMP_FILTER_FLAG_SPEC_ALLOW: do not force the speculative store bypass
         // mitigation on the program (it slows some programs measurably); fall back to
         // no flags on kernels that do not know it.
-        const SPEC_ALLOW: libc::c_ulong = 1 << 2;
+        const SPEC_ALLOW: usize = 1 << 2;
+        let mut err = libc::EINVAL;
         for flags in [SPEC_ALLOW, 0] {
             // SAFETY: prog points at a valid filter that outlives the call.
             let r = unsafe {
-                libc::syscall(
+                super::raw::sc!(
                     libc::SYS_seccomp,
-                    libc::SECCOMP_SET_MODE_FILTER as libc::c_ulong,
+                    libc::SECCOMP_SET_MODE_FILTER,
                     flags,
                     &prog as *const libc::sock_fprog,
                 )
             };
-            if r == 0 {
-                return Ok(());
+            match super::raw::check(r) {
+                Ok(_) => return Ok(()),
+                Err(e) => err = e,
             }
-            if super::sys::errno() != libc::EINVAL {
+            if err != libc::EINVAL {
                 break;
             }
         }
-        Err(super::sys::errno())
+        Err(err)
     }
 }
 

@@ -15,10 +15,16 @@
 //! glibc's `setresuid`/`setgroups` wrappers broadcast to every thread the parent had
 //! (`__nptl_setxid`); in the child those threads do not exist, so the wrappers here
 //! call the syscalls directly. Nothing here allocates or panics.
+//!
+//! The native backend's children go further: they share the judge's memory
+//! (`CLONE_VM`), so the child-side helpers here make raw system calls through
+//! [`super::raw`] and never touch `errno`.
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::raw::{self, sc};
 
 /// `errno` of the last failed libc call.
 pub(crate) fn errno() -> i32 {
@@ -26,31 +32,38 @@ pub(crate) fn errno() -> i32 {
     unsafe { *libc::__errno_location() }
 }
 
-/// Writes all of `buf` to `fd`, retrying on EINTR; async-signal-safe.
-pub(crate) fn write_all_raw(fd: RawFd, mut buf: &[u8]) -> bool {
+/// Writes all of `buf` to `fd`, retrying on EINTR; async-signal-safe and
+/// `errno`-free (a raw system call, see [`super::raw`]). Errors: the errno.
+pub(crate) fn write_all_raw(fd: RawFd, mut buf: &[u8]) -> Result<(), raw::Errno> {
     while !buf.is_empty() {
         // SAFETY: buf is a valid slice for its length.
-        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-        if n < 0 {
-            if errno() == libc::EINTR {
-                continue;
-            }
-            return false;
+        let r = unsafe { sc!(libc::SYS_write, fd, buf.as_ptr(), buf.len()) };
+        match raw::check(r) {
+            Ok(0) => return Err(libc::EIO),
+            Ok(n) => buf = buf.get(n..).unwrap_or(&[]),
+            Err(libc::EINTR) => {}
+            Err(e) => return Err(e),
         }
-        let n = n as usize;
-        buf = buf.get(n..).unwrap_or(&[]);
     }
-    true
+    Ok(())
 }
 
-/// Reports a child-side failure `(stage, errno)` on `fd` and exits with 127; async-signal-safe.
+/// Reports a child-side failure `(stage, errno)` on `fd` and exits with 127;
+/// async-signal-safe and `errno`-free.
 pub(crate) fn child_fail(fd: RawFd, stage: u32, err: i32) -> ! {
     let mut msg = [0u8; 8];
     msg[..4].copy_from_slice(&stage.to_ne_bytes());
     msg[4..].copy_from_slice(&err.to_ne_bytes());
-    write_all_raw(fd, &msg);
-    // SAFETY: _exit is async-signal-safe and never returns.
-    unsafe { libc::_exit(127) }
+    let _ = write_all_raw(fd, &msg);
+    child_exit(127)
+}
+
+/// Ends the calling child process with `code` (raw `exit_group`).
+pub(crate) fn child_exit(code: i32) -> ! {
+    loop {
+        // SAFETY: exit_group takes an integer and does not return.
+        unsafe { sc!(libc::SYS_exit_group, code) };
+    }
 }
 
 /// Reads the child's `(stage, errno)` report from the error pipe: `None` when the pipe
@@ -189,6 +202,100 @@ pub(crate) unsafe fn clone_fork(flags: u64, cgroup_fd: Option<RawFd>) -> io::Res
     }))
 }
 
+/// Starts a child that shares the caller's memory (`CLONE_VM`, plus the CLONE_NEW*
+/// `flags`) on `stack` (lowest address, size in bytes) and runs `entry(arg)` there;
+/// `cgroup_fd` (v2) places it into that cgroup atomically. The caller continues at
+/// once (no `CLONE_VFORK`) with the child's pid and a pidfd.
+///
+/// No page table is copied, so this costs the same whatever the judge's size.
+///
+/// # Safety
+/// `entry` must follow [`raw::clone_on_stack`]'s rules: raw system calls only
+/// (it shares this thread's memory and thread-local storage), never return. `stack`
+/// and everything `arg` points at must stay valid and unused by anyone else until the
+/// child has exited *and* been reaped by the caller.
+pub(crate) unsafe fn spawn_on_stack(
+    flags: u64,
+    cgroup_fd: Option<RawFd>,
+    stack: (*mut u8, usize),
+    entry: raw::Entry,
+    arg: *mut libc::c_void,
+) -> io::Result<Child> {
+    let mut pidfd: RawFd = -1;
+    let flags = flags | libc::CLONE_VM as u64 | libc::CLONE_PIDFD as u64;
+    let mut args = CloneArgs {
+        flags,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: stack.0 as u64,
+        stack_size: stack.1 as u64,
+        ..Default::default()
+    };
+    if let Some(fd) = cgroup_fd {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
+    let a = [
+        &mut args as *mut CloneArgs as usize,
+        std::mem::size_of::<CloneArgs>(),
+        0,
+        0,
+        0,
+    ];
+    // SAFETY: the caller's contract; args and pidfd outlive the call.
+    let mut ret = unsafe { raw::clone_on_stack(libc::SYS_clone3, a, entry, arg) };
+    if ret == -(libc::ENOSYS as isize) && cgroup_fd.is_none() {
+        // Kernels before 5.3: clone(2) takes the stack's top and returns the pidfd
+        // through parent_tid (the third argument on x86_64 and aarch64).
+        let top = stack.0 as usize + stack.1;
+        let a = [
+            (flags | libc::SIGCHLD as u64) as usize,
+            top,
+            &mut pidfd as *mut RawFd as usize,
+            0,
+            0,
+        ];
+        // SAFETY: as above.
+        ret = unsafe { raw::clone_on_stack(libc::SYS_clone, a, entry, arg) };
+    }
+    let pid = raw::check(ret).map_err(io::Error::from_raw_os_error)?;
+    // SAFETY: the kernel stored a fresh pidfd that we now own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok(Child {
+        pid: pid as libc::pid_t,
+        pidfd,
+    })
+}
+
+/// Kills (SIGKILL through the pidfd) and reaps a child when dropped, unless
+/// [`Reaper::disarm`]ed: whatever way a run's code leaves (an early return, a
+/// panic), a child sharing the judge's memory never outlives the data it reads.
+pub(crate) struct Reaper<'a> {
+    child: &'a Child,
+    armed: bool,
+}
+
+impl<'a> Reaper<'a> {
+    /// Guards `child`.
+    pub fn new(child: &'a Child) -> Reaper<'a> {
+        Reaper { child, armed: true }
+    }
+
+    /// The child was reaped by the caller: nothing left to do.
+    pub fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Reaper<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            pidfd_kill(self.child.pidfd.as_raw_fd(), libc::SIGKILL);
+            let _ = wait_pid(self.child.pid);
+        }
+    }
+}
+
 /// Waits for `pid` (a direct child) and returns its raw wait status, retrying on EINTR.
 pub(crate) fn wait_pid(pid: libc::pid_t) -> io::Result<i32> {
     let mut status = 0;
@@ -224,21 +331,16 @@ pub(crate) fn pidfd_kill(pidfd: RawFd, sig: i32) {
 ///
 /// Returns the errno of the first failure.
 pub(crate) fn child_setup_stdio(fds: [RawFd; 3], keep: RawFd) -> Result<(), i32> {
-    // First move every source above 2 so that dup2 into 0..2 cannot clobber another source.
+    // First move every source above 2 so that dup3 into 0..2 cannot clobber another source.
     let mut high = [0 as RawFd; 3];
     for i in 0..3 {
         // SAFETY: F_DUPFD on a descriptor inherited from the parent.
-        let fd = unsafe { libc::fcntl(fds[i], libc::F_DUPFD, 3) };
-        if fd < 0 {
-            return Err(errno());
-        }
-        high[i] = fd;
+        high[i] = raw::check(unsafe { sc!(libc::SYS_fcntl, fds[i], libc::F_DUPFD, 3) })? as RawFd;
     }
     for (i, &fd) in high.iter().enumerate() {
-        // SAFETY: dup2 onto 0..2; clears close-on-exec on the target.
-        if unsafe { libc::dup2(fd, i as RawFd) } < 0 {
-            return Err(errno());
-        }
+        // SAFETY: dup3 onto 0..2 (never equal to fd, which is >= 3); the copy is not
+        // close-on-exec.
+        raw::check(unsafe { sc!(libc::SYS_dup3, fd, i, 0) })?;
     }
     close_all_from(3, keep);
     Ok(())
@@ -276,19 +378,26 @@ pub(crate) fn close_all_except_many(from: RawFd, keep: &mut [RawFd]) {
 
 fn close_range(lo: u32, hi: u32) {
     // SAFETY: close_range only closes descriptors of this (child) process.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0u32) };
-    if r != 0 {
+    if raw::check(unsafe { sc!(libc::SYS_close_range, lo, hi, 0) }).is_err() {
         // Kernels before 5.9: close one by one up to the descriptor limit.
         let mut lim = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
         };
-        // SAFETY: lim is a valid rlimit.
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+        // SAFETY: prlimit64 of this process into lim, a valid rlimit.
+        unsafe {
+            sc!(
+                libc::SYS_prlimit64,
+                0,
+                libc::RLIMIT_NOFILE,
+                0,
+                &mut lim as *mut libc::rlimit
+            )
+        };
         let top = (lim.rlim_cur.min(1 << 20) as u32).min(hi.saturating_add(1));
         for fd in lo..top {
             // SAFETY: closing descriptors of this process.
-            unsafe { libc::close(fd as RawFd) };
+            unsafe { sc!(libc::SYS_close, fd) };
         }
     }
 }
@@ -297,18 +406,10 @@ fn close_range(lo: u32, hi: u32) {
 pub(crate) fn child_drop_privileges(uid: u32, gid: u32) -> Result<(), i32> {
     // SAFETY: raw syscalls with integer arguments (setgroups with size 0 and null list).
     unsafe {
-        if libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) != 0 {
-            return Err(errno());
-        }
-        if libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0 {
-            return Err(errno());
-        }
-        if libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0 {
-            return Err(errno());
-        }
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return Err(errno());
-        }
+        raw::check(sc!(libc::SYS_setgroups, 0, 0))?;
+        raw::check(sc!(libc::SYS_setresgid, gid, gid, gid))?;
+        raw::check(sc!(libc::SYS_setresuid, uid, uid, uid))?;
+        raw::check(sc!(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
     }
     Ok(())
 }
@@ -331,16 +432,24 @@ pub(crate) fn child_exec(
         let mut waited_ms: i64 = 0;
         loop {
             // SAFETY: argv and envp are null-terminated arrays of pointers to C strings
-            // prepared before the clone and still mapped in this copy of the address space.
-            unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-            let e = errno();
+            // prepared before the clone and still mapped (shared with, or copied from,
+            // the judge).
+            let r = unsafe {
+                sc!(
+                    libc::SYS_execve,
+                    path.as_ptr(),
+                    argv.as_ptr(),
+                    envp.as_ptr()
+                )
+            };
+            let e = raw::check(r).err().unwrap_or(libc::ENOEXEC);
             if e == libc::ETXTBSY && waited_ms < 500 {
                 let ts = libc::timespec {
                     tv_sec: 0,
                     tv_nsec: backoff_ms * 1_000_000,
                 };
-                // SAFETY: nanosleep is async-signal-safe; ts lives on this stack.
-                unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+                // SAFETY: ts lives on this stack.
+                unsafe { sc!(libc::SYS_nanosleep, &ts as *const libc::timespec, 0) };
                 waited_ms += backoff_ms;
                 backoff_ms = (backoff_ms * 2).min(32);
                 continue;
