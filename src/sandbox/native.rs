@@ -739,8 +739,9 @@ impl NativeSandbox {
             &name,
             &CgroupLimits {
                 memory_bytes: limits.memory_bytes,
-                // The box's init is one task of the cgroup too.
-                pids: limits.pids.saturating_add(1),
+                // Only the program and its descendants are in the run's cgroup (the
+                // box's init stays out: see box_init).
+                pids: limits.pids,
             },
             // No freezer: killing the box's init takes the whole PID namespace down
             // atomically, so nothing can fork away while being killed.
@@ -787,6 +788,7 @@ impl NativeSandbox {
         let flags = (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) as u64;
         let args = InitArgs {
             join: &join,
+            cgroup_fd: cg.clone_into_fd(),
             netns,
             mntns,
             remount,
@@ -802,7 +804,7 @@ impl NativeSandbox {
         let child = unsafe {
             sys::spawn_on_stack(
                 flags,
-                cg.clone_into_fd(),
+                None,
                 b.stacks.stack(0),
                 init_entry,
                 &args as *const InitArgs as *mut libc::c_void,
@@ -843,6 +845,14 @@ impl NativeSandbox {
         // died by our SIGKILL, and the read sees EOF).
         let n = unsafe { libc::read(st_r.as_raw_fd(), st.as_mut_ptr().cast(), 4) };
         let wait_status = (n == 4).then(|| i32::from_ne_bytes(st));
+        if wait_status.is_none() && watched.kill.is_none() {
+            // Init reports the program's end before exiting; without a report and
+            // without a kill of ours, something outside the run ended the box: a
+            // judge fault, never the contestant's.
+            return Err(internal(
+                "the box's init ended without reporting the program's end",
+            ));
+        }
         let peak = match cg.memory_peak()? {
             Some(p) => p,
             None => watched.sampled_peak,
@@ -873,7 +883,10 @@ fn describe_op(op: &RootOp) -> String {
 /// What the box's init needs, on the judge's stack in `run_prepared` until init has
 /// been reaped.
 struct InitArgs<'a> {
+    /// v1: the run cgroups' `tasks` files, which the program joins.
     join: &'a [RawFd],
+    /// v2: the run cgroup's folder, into which the program is cloned.
+    cgroup_fd: Option<RawFd>,
     netns: RawFd,
     mntns: RawFd,
     remount: Option<&'a (CString, CString)>,
@@ -887,6 +900,7 @@ struct InitArgs<'a> {
 
 /// What the program child needs, on init's stack (init waits, `CLONE_VFORK`).
 struct ProgramArgs<'a> {
+    join: &'a [RawFd],
     prepared: &'a Prepared,
     stdio: [RawFd; 3],
     report: RawFd,
@@ -908,11 +922,23 @@ unsafe extern "C" fn init_entry(arg: *mut libc::c_void) -> ! {
 unsafe extern "C" fn program_entry(arg: *mut libc::c_void) -> ! {
     // SAFETY: the caller's contract.
     let a = unsafe { &*(arg as *const ProgramArgs) };
+    // v1: join the run's cgroups (this process has one thread: `tasks` moves it whole).
+    for &fd in a.join {
+        if let Err(e) = sys::write_all_raw(fd, b"0") {
+            sys::child_fail(a.report, stage::JOIN_CGROUP, e);
+        }
+    }
     exec::program_child(a.prepared, a.stdio, a.report)
 }
 
 /// The box's init (pid 1 of the run's PID namespace). It shares the judge's memory
 /// and thread-local storage (see [`raw`]): raw system calls only, no `errno`.
+///
+/// Init stays out of the run's cgroups; only the program (and what it starts) is
+/// put there. That keeps init's work off the contestant's CPU time, and above all
+/// keeps init away from the run's OOM killer: the OOM killer picks the process with
+/// the most resident memory — init's would be the judge's — and kills every process
+/// sharing the victim's memory, which would be the judge itself.
 fn box_init(a: &InitArgs) -> ! {
     let fail = |st: u32, e: i32| -> ! { sys::child_fail(a.report, st, e) };
     // Init needs no signal (SIGKILL cannot be blocked), and a handler the judge
@@ -930,10 +956,21 @@ fn box_init(a: &InitArgs) -> ! {
     };
     // Keep only what init and the program need (other threads' descriptors go).
     let mut keep = [
-        a.report, a.status, a.netns, a.mntns, a.stdio[0], a.stdio[1], a.stdio[2], -1, -1, -1, -1,
+        a.report,
+        a.status,
+        a.netns,
+        a.mntns,
+        a.stdio[0],
+        a.stdio[1],
+        a.stdio[2],
+        a.cgroup_fd.unwrap_or(-1),
+        -1,
+        -1,
+        -1,
+        -1,
         -1,
     ];
-    for (slot, fd) in keep[7..].iter_mut().zip(a.join.iter()) {
+    for (slot, fd) in keep[8..].iter_mut().zip(a.join.iter()) {
         *slot = *fd;
     }
     sys::close_all_except_many(3, &mut keep);
@@ -956,11 +993,6 @@ fn box_init(a: &InitArgs) -> ! {
             ),
             stage::PDEATHSIG,
         );
-        for &fd in a.join {
-            if let Err(e) = sys::write_all_raw(fd, b"0") {
-                fail(stage::JOIN_CGROUP, e);
-            }
-        }
         ok(
             sc!(libc::SYS_setns, a.netns, libc::CLONE_NEWNET),
             stage::SETNS_NET,
@@ -1026,18 +1058,47 @@ fn box_init(a: &InitArgs) -> ! {
         // The program: a vfork-style child on its own stack, sharing memory until its
         // execve (init waits meanwhile), so nothing is copied.
         let pargs = ProgramArgs {
+            join: a.join,
             prepared: a.prepared,
             stdio: a.stdio,
             report: a.report,
         };
+        let parg = &pargs as *const ProgramArgs as *mut libc::c_void;
         let (lo, size) = a.program_stack;
-        let cflags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
-        let r = raw::clone_on_stack(
-            libc::SYS_clone,
-            [cflags as usize, lo as usize + size, 0, 0, 0],
-            program_entry,
-            &pargs as *const ProgramArgs as *mut libc::c_void,
-        );
+        let cflags = (libc::CLONE_VM | libc::CLONE_VFORK) as u64;
+        let r = match a.cgroup_fd {
+            // v2: born in the run's cgroup (no migration, no lock).
+            Some(cg) => {
+                let mut cargs = sys::CloneArgs {
+                    flags: cflags | sys::CLONE_INTO_CGROUP,
+                    exit_signal: libc::SIGCHLD as u64,
+                    stack: lo as u64,
+                    stack_size: size as u64,
+                    cgroup: cg as u64,
+                    ..Default::default()
+                };
+                let cargs_len = std::mem::size_of::<sys::CloneArgs>();
+                let cargs_ptr = &mut cargs as *mut sys::CloneArgs as usize;
+                raw::clone_on_stack(
+                    libc::SYS_clone3,
+                    [cargs_ptr, cargs_len, 0, 0, 0],
+                    program_entry,
+                    parg,
+                )
+            }
+            None => raw::clone_on_stack(
+                libc::SYS_clone,
+                [
+                    (cflags | libc::SIGCHLD as u64) as usize,
+                    lo as usize + size,
+                    0,
+                    0,
+                    0,
+                ],
+                program_entry,
+                parg,
+            ),
+        };
         let pid = match raw::check(r) {
             Ok(pid) => pid as libc::pid_t,
             Err(e) => fail(stage::FORK, e),

@@ -1140,3 +1140,28 @@ fn concurrent_runs_of_fresh_executables_never_hit_text_file_busy() {
         assert_eq!(o.status, Status::Ok, "{o:?}");
     }
 }
+
+/// A run that fills the box's tmpfs past its memory limit (page cache, not RSS) makes
+/// the run cgroup's OOM killer pick a victim: it must be a process of the run, never
+/// the judge — even while the judge holds far more memory than the program (the
+/// OOM killer prefers the largest process, and also kills every process sharing the
+/// victim's memory).
+#[test]
+fn tmpfs_filling_oom_never_picks_the_judge() {
+    require_root!();
+    let h = Harness::new();
+    // 512 MiB resident in the judge (this test process).
+    let ballast = vec![1u8; 512 << 20];
+    let mut l = limits(5000, 10000, 32);
+    l.disk_bytes = 512 << 20;
+    let o = h.run(&sh(
+        "head -c 300000000 /dev/zero > /tmp/fill && echo wrote",
+        l,
+    ));
+    assert_eq!(o.status, Status::MemoryLimit, "{o:?}");
+    assert!(o.stdout.is_empty(), "300 MB fit in a 32 MiB limit: {o:?}");
+    // The judge is alive and the next run works.
+    let o = h.run(&sh("echo alive", limits(1000, 3000, 64)));
+    assert_eq!(o.stdout, b"alive\n");
+    assert_eq!(ballast.iter().map(|&b| b as u64).sum::<u64>(), 512 << 20);
+}
