@@ -13,12 +13,17 @@
 //! sit behind one trait ([`CgroupOps`]) with enum dispatch ([`RunCgroup`]), and every
 //! I/O error names the path and the data written. Both are tested against a fake
 //! cgroup tree in a temporary folder (see the tests at the end of this file).
+//!
+//! A run's cgroup is made in two steps, [`CgroupOps::make`] (folders, shared
+//! settings, the files read per poll opened once) and [`CgroupOps::apply`] (the run's
+//! limits), so that [`super::cgroup_keeper`] can do the first ahead of runs.
 
 use std::fs;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::SandboxError;
@@ -74,11 +79,36 @@ fn read_file(path: &Path) -> Result<String, SandboxError> {
     fs::read_to_string(path).map_err(|e| cg_err("read", path, None, e))
 }
 
-fn read_u64(path: &Path) -> Result<u64, SandboxError> {
-    let s = read_file(path)?;
-    s.trim()
-        .parse::<u64>()
-        .map_err(|e| SandboxError::Cgroup(format!("parse {}: {:?}: {e}", path.display(), s.trim())))
+fn parse_u64(text: &str, path: impl FnOnce() -> PathBuf) -> Result<u64, SandboxError> {
+    text.trim().parse::<u64>().map_err(|e| {
+        SandboxError::Cgroup(format!(
+            "parse {}: {:?}: {e}",
+            path().display(),
+            text.trim()
+        ))
+    })
+}
+
+/// Reads the small control file `dir/name` through its already open descriptor when
+/// there is one (pread at offset 0: a cgroup file's seq_file starts over at 0, so each
+/// read is fresh), else by path. The path is only built for an error or an open.
+///
+/// Never use this for `cgroup.procs` or `tasks` on v1: those cache their pid list per
+/// open file for a second, so a held descriptor may answer a stale list.
+fn read_ctl(f: Option<&fs::File>, dir: &Path, name: &str) -> Result<String, SandboxError> {
+    let Some(f) = f else {
+        return read_file(&dir.join(name));
+    };
+    let mut buf = [0u8; 4096];
+    let n = f
+        .read_at(&mut buf, 0)
+        .map_err(|e| cg_err("read", &dir.join(name), None, e))?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// [`read_ctl`] of a file holding one number.
+fn read_ctl_u64(f: Option<&fs::File>, dir: &Path, name: &str) -> Result<u64, SandboxError> {
+    parse_u64(&read_ctl(f, dir, name)?, || dir.join(name))
 }
 
 /// Value of `key` in a flat-keyed file (`memory.events`, `cpu.stat`, `memory.oom_control`).
@@ -90,7 +120,7 @@ fn keyed(text: &str, key: &str) -> Option<u64> {
 }
 
 /// Pids listed in a `cgroup.procs` file; none when the file is gone (the cgroup
-/// folder was removed meanwhile).
+/// folder was removed meanwhile). Opened afresh each time (see [`read_ctl`]).
 fn read_pids(path: &Path) -> Result<Vec<libc::pid_t>, SandboxError> {
     if !path.exists() {
         return Ok(Vec::new());
@@ -101,6 +131,7 @@ fn read_pids(path: &Path) -> Result<Vec<libc::pid_t>, SandboxError> {
         .collect())
 }
 
+/// Creates a base folder (already existing is fine).
 fn mkdir(path: &Path) -> Result<(), SandboxError> {
     match fs::create_dir(path) {
         Ok(()) => Ok(()),
@@ -109,9 +140,20 @@ fn mkdir(path: &Path) -> Result<(), SandboxError> {
     }
 }
 
+/// Creates a run cgroup folder; one that already exists is an error (a run never
+/// shares a cgroup). The kernel fills it with control files.
+fn mkdir_run(path: &Path) -> Result<(), SandboxError> {
+    fs::create_dir(path).map_err(|e| cg_err("mkdir", path, None, e))?;
+    #[cfg(test)]
+    fake::populate(path);
+    Ok(())
+}
+
 /// Removes a run cgroup folder, retrying briefly while the kernel finishes tearing down
 /// its last tasks (EBUSY).
 fn rmdir(path: &Path) -> Result<(), SandboxError> {
+    #[cfg(test)]
+    fake::depopulate(path);
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         match fs::remove_dir(path) {
@@ -137,13 +179,16 @@ fn open_ro(path: &Path) -> Result<fs::File, SandboxError> {
     fs::File::open(path).map_err(|e| cg_err("open", path, None, e))
 }
 
-/// Reads a whole small control file through an already open descriptor (pread at 0).
-fn pread_string(f: &fs::File, path: &Path) -> Result<String, SandboxError> {
-    let mut buf = [0u8; 4096];
-    let n = f
-        .read_at(&mut buf, 0)
-        .map_err(|e| cg_err("read", path, None, e))?;
-    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+/// Numbers run cgroups (`<tag>-<pid>-<n>`) across every sandbox of the process: two
+/// instances (two pools, two test modules, a keeper and an inline fallback) must never
+/// pick the same name.
+static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh run cgroup name, `<tag>-<pid>-<n>` (the shape [`CgroupRoot::sweep_stale`]
+/// recognises; `tag` is lowercase letters).
+pub fn run_name(tag: &str) -> String {
+    let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{tag}-{}-{n}", std::process::id())
 }
 
 /// Where runs' cgroups are created: one folder per controller on v1, one on v2.
@@ -371,28 +416,13 @@ impl CgroupRoot {
             }
         }
         for n in names {
-            let mut cg = match self {
+            let freezer = match self {
                 CgroupRoot::V1 {
-                    memory,
-                    cpuacct,
-                    pids,
-                    freezer,
-                } => RunCgroup::V1(V1Cgroup {
-                    memory: memory.join(&n),
-                    cpuacct: cpuacct.join(&n),
-                    pids: pids.join(&n),
-                    freezer: freezer.as_ref().map(|f| f.join(&n)).filter(|f| f.exists()),
-                    cpu_file: None,
-                    procs: Vec::new(),
-                }),
-                CgroupRoot::V2 { base } => RunCgroup::V2(V2Cgroup {
-                    dir: base.join(&n),
-                    dir_fd: None,
-                    procs: None,
-                    cpu_file: None,
-                    has_peak: false,
-                }),
+                    freezer: Some(f), ..
+                } => f.join(&n).exists(),
+                _ => false,
             };
+            let mut cg = self.blank(&n, freezer);
             if let RunCgroup::V1(v1) = &cg {
                 // A hierarchy may already lack the folder: only kill and remove what exists.
                 if v1.dirs().iter().any(|d| !d.exists()) {
@@ -427,58 +457,67 @@ impl CgroupRoot {
         limits: &CgroupLimits,
         freezer: bool,
     ) -> Result<RunCgroup, SandboxError> {
+        let mut cg = self.blank(name, freezer);
+        match cg.setup(limits) {
+            Ok(()) => Ok(cg),
+            Err(e) => {
+                let _ = cg.remove();
+                Err(e)
+            }
+        }
+    }
+
+    /// The run cgroup `name` under this root, as a value: nothing is created or opened
+    /// ([`CgroupOps::make`] does that). `freezer` as in [`CgroupRoot::create`].
+    pub fn blank(&self, name: &str, freezer: bool) -> RunCgroup {
         match self {
             CgroupRoot::V1 {
                 memory,
                 cpuacct,
                 pids,
                 freezer: freezer_root,
-            } => {
-                let cg = V1Cgroup {
-                    memory: memory.join(name),
-                    cpuacct: cpuacct.join(name),
-                    pids: pids.join(name),
-                    freezer: freezer_root
-                        .as_ref()
-                        .filter(|_| freezer)
-                        .map(|f| f.join(name)),
-                    cpu_file: None,
-                    procs: Vec::new(),
-                };
-                let mut cg = RunCgroup::V1(cg);
-                match cg.setup(limits) {
-                    Ok(()) => Ok(cg),
-                    Err(e) => {
-                        let _ = cg.remove();
-                        Err(e)
-                    }
-                }
-            }
-            CgroupRoot::V2 { base } => {
-                let cg = V2Cgroup {
-                    dir: base.join(name),
-                    dir_fd: None,
-                    procs: None,
-                    cpu_file: None,
-                    has_peak: false,
-                };
-                let mut cg = RunCgroup::V2(cg);
-                match cg.setup(limits) {
-                    Ok(()) => Ok(cg),
-                    Err(e) => {
-                        let _ = cg.remove();
-                        Err(e)
-                    }
-                }
-            }
+            } => RunCgroup::V1(V1Cgroup {
+                memory: memory.join(name),
+                cpuacct: cpuacct.join(name),
+                pids: pids.join(name),
+                freezer: freezer_root
+                    .as_ref()
+                    .filter(|_| freezer)
+                    .map(|f| f.join(name)),
+                files: None,
+                limits: None,
+            }),
+            CgroupRoot::V2 { base } => RunCgroup::V2(V2Cgroup {
+                dir: base.join(name),
+                files: None,
+                limits: None,
+            }),
         }
     }
 }
 
 /// What the sandbox needs from a run's cgroup, whatever the version.
 pub trait CgroupOps {
-    /// Creates the folder(s), applies the limits and opens the files read while polling.
-    fn setup(&mut self, limits: &CgroupLimits) -> Result<(), SandboxError>;
+    /// Creates the folder(s), makes the settings every run shares (swap off; on v2 an
+    /// OOM kill takes the whole run) and opens the files read per poll and per run, so
+    /// that a run reads them with one pread each. No limit is written yet (see
+    /// [`CgroupOps::apply`]). [`CgroupKeeper`](super::cgroup_keeper::CgroupKeeper)
+    /// does this ahead of runs.
+    ///
+    /// Errors: [`SandboxError::Cgroup`] naming the path (and data) that failed; the
+    /// caller removes what was made.
+    fn make(&mut self) -> Result<(), SandboxError>;
+    /// Writes `limits` (memory, and memory+swap on v1 or swap 0 on v2; pids), skipping
+    /// each value this cgroup already holds (a stocked cgroup is made with the limits
+    /// of the run before).
+    ///
+    /// Errors: [`SandboxError::Cgroup`] naming the file and the value.
+    fn apply(&mut self, limits: &CgroupLimits) -> Result<(), SandboxError>;
+    /// [`CgroupOps::make`] then [`CgroupOps::apply`].
+    fn setup(&mut self, limits: &CgroupLimits) -> Result<(), SandboxError> {
+        self.make()?;
+        self.apply(limits)
+    }
     /// Descriptors of control files to which a single-threaded child writes `0` to
     /// join (v1: each hierarchy's `tasks`).
     fn join_fds(&self) -> Vec<RawFd>;
@@ -498,7 +537,8 @@ pub trait CgroupOps {
     fn pids(&self) -> Result<Vec<libc::pid_t>, SandboxError>;
     /// Kills every task and waits until the cgroup is empty.
     fn kill_all(&self) -> Result<(), SandboxError>;
-    /// Removes the folder(s). Call after [`CgroupOps::kill_all`].
+    /// Closes the cgroup's files and removes the folder(s). Call after
+    /// [`CgroupOps::kill_all`].
     fn remove(&mut self) -> Result<(), SandboxError>;
     /// The run's folder (the memory one on v1), for messages.
     fn path(&self) -> &Path;
@@ -523,8 +563,11 @@ macro_rules! dispatch {
 }
 
 impl CgroupOps for RunCgroup {
-    fn setup(&mut self, limits: &CgroupLimits) -> Result<(), SandboxError> {
-        dispatch!(self, cg => cg.setup(limits))
+    fn make(&mut self) -> Result<(), SandboxError> {
+        dispatch!(self, cg => cg.make())
+    }
+    fn apply(&mut self, limits: &CgroupLimits) -> Result<(), SandboxError> {
+        dispatch!(self, cg => cg.apply(limits))
     }
     fn join_fds(&self) -> Vec<RawFd> {
         dispatch!(self, cg => cg.join_fds())
@@ -600,8 +643,30 @@ pub struct V1Cgroup {
     cpuacct: PathBuf,
     pids: PathBuf,
     freezer: Option<PathBuf>,
-    cpu_file: Option<fs::File>,
-    procs: Vec<OwnedFd>,
+    /// Open once the folders exist ([`CgroupOps::make`]); `None` for a cgroup found by
+    /// [`CgroupRoot::sweep_stale`] (read by path then).
+    files: Option<V1Files>,
+    /// The limits last written; `None`: the kernel's defaults (no limit).
+    limits: Option<CgroupLimits>,
+}
+
+/// The files of a v1 run cgroup read per poll or per run, and its join descriptors.
+#[derive(Debug)]
+struct V1Files {
+    /// Each hierarchy's `tasks`, opened for writing (see [`CgroupOps::join_fds`]).
+    join: Vec<OwnedFd>,
+    /// `cpuacct.usage` (ns).
+    cpu: fs::File,
+    /// `memory.usage_in_bytes`, sampled while polling.
+    usage: fs::File,
+    /// `memory.max_usage_in_bytes`.
+    peak: fs::File,
+    /// `memory.oom_control` (its `oom_kill` line, Linux 4.13+).
+    oom: fs::File,
+    /// `memory.failcnt`.
+    failcnt: fs::File,
+    /// Whether `memory.memsw.limit_in_bytes` exists (swap accounting enabled).
+    memsw: bool,
 }
 
 impl V1Cgroup {
@@ -626,49 +691,86 @@ impl V1Cgroup {
         }
         Ok(())
     }
-}
 
-impl V1Cgroup {
-    /// Applies the limits and opens the files read while polling (after the folders
+    /// Makes the settings every run shares and opens the files (after the folders
     /// exist; the kernel fills them with control files).
-    fn configure(&mut self, limits: &CgroupLimits) -> Result<(), SandboxError> {
-        let mem = limits.memory_bytes.to_string();
-        write_file(&self.memory.join("memory.limit_in_bytes"), &mem)?;
-        let memsw = self.memory.join("memory.memsw.limit_in_bytes");
-        if memsw.exists() {
-            // memory+swap = memory: no swap for the run.
-            write_file(&memsw, &mem)?;
-        }
+    fn ready(&mut self) -> Result<(), SandboxError> {
         let swappiness = self.memory.join("memory.swappiness");
         if swappiness.exists() {
             let _ = write_file(&swappiness, "0");
         }
-        write_file(&self.pids.join("pids.max"), &limits.pids.to_string())?;
-        self.cpu_file = Some(open_ro(&self.cpuacct.join("cpuacct.usage"))?);
+        let memsw = self.memory.join("memory.memsw.limit_in_bytes").exists();
+        let mem = |name: &str| open_ro(&self.memory.join(name));
         // The child joins by writing `0` to `tasks`, not `cgroup.procs`: moving only
         // the calling thread lets the kernel skip write-locking the global
         // threadgroup rwsem, whose RCU grace period stalled about one join in ten
         // for 1-10 ms (measured: mean join 126 µs with cgroup.procs, 17 µs with
         // tasks). The child is single-threaded, so the thread is the whole process.
-        let mut procs = Vec::new();
+        let mut join = Vec::new();
         for d in self.dirs() {
-            procs.push(open_rw(&d.join("tasks"))?);
+            join.push(open_rw(&d.join("tasks"))?);
         }
-        self.procs = procs;
+        self.files = Some(V1Files {
+            join,
+            cpu: open_ro(&self.cpuacct.join("cpuacct.usage"))?,
+            usage: mem("memory.usage_in_bytes")?,
+            peak: mem("memory.max_usage_in_bytes")?,
+            oom: mem("memory.oom_control")?,
+            failcnt: mem("memory.failcnt")?,
+            memsw,
+        });
         Ok(())
+    }
+
+    fn files(&self) -> Option<&V1Files> {
+        self.files.as_ref()
     }
 }
 
 impl CgroupOps for V1Cgroup {
-    fn setup(&mut self, limits: &CgroupLimits) -> Result<(), SandboxError> {
+    fn make(&mut self) -> Result<(), SandboxError> {
         for d in self.dirs() {
-            fs::create_dir(d).map_err(|e| cg_err("mkdir", d, None, e))?;
+            mkdir_run(d)?;
         }
-        self.configure(limits)
+        self.ready()
+    }
+
+    fn apply(&mut self, limits: &CgroupLimits) -> Result<(), SandboxError> {
+        let old = self.limits.take();
+        if old.map(|o| o.memory_bytes) != Some(limits.memory_bytes) {
+            let mem = limits.memory_bytes.to_string();
+            let memsw_path = self.memory.join("memory.memsw.limit_in_bytes");
+            let memsw = self
+                .files()
+                .map_or_else(|| memsw_path.exists(), |f| f.memsw);
+            let write_mem = || write_file(&self.memory.join("memory.limit_in_bytes"), &mem);
+            // memory+swap = memory: no swap for the run. The kernel refuses any
+            // moment where memory+swap < memory (EINVAL; memcg v1 docs, "memsw"):
+            // raising writes memory+swap first, lowering (and a fresh cgroup, whose
+            // both limits are "unlimited") writes memory first.
+            if old.is_some_and(|o| limits.memory_bytes > o.memory_bytes) {
+                if memsw {
+                    write_file(&memsw_path, &mem)?;
+                }
+                write_mem()?;
+            } else {
+                write_mem()?;
+                if memsw {
+                    write_file(&memsw_path, &mem)?;
+                }
+            }
+        }
+        if old.map(|o| o.pids) != Some(limits.pids) {
+            write_file(&self.pids.join("pids.max"), &limits.pids.to_string())?;
+        }
+        self.limits = Some(*limits);
+        Ok(())
     }
 
     fn join_fds(&self) -> Vec<RawFd> {
-        self.procs.iter().map(|f| f.as_raw_fd()).collect()
+        self.files()
+            .map(|f| f.join.iter().map(|f| f.as_raw_fd()).collect())
+            .unwrap_or_default()
     }
 
     fn clone_into_fd(&self) -> Option<RawFd> {
@@ -676,34 +778,36 @@ impl CgroupOps for V1Cgroup {
     }
 
     fn cpu_usage_ns(&self) -> Result<u64, SandboxError> {
-        let path = self.cpuacct.join("cpuacct.usage");
-        let s = match &self.cpu_file {
-            Some(f) => pread_string(f, &path)?,
-            None => read_file(&path)?,
-        };
-        s.trim()
-            .parse()
-            .map_err(|e| SandboxError::Cgroup(format!("parse {}: {s:?}: {e}", path.display())))
+        read_ctl_u64(self.files().map(|f| &f.cpu), &self.cpuacct, "cpuacct.usage")
     }
 
     fn memory_current(&self) -> Result<u64, SandboxError> {
-        read_u64(&self.memory.join("memory.usage_in_bytes"))
+        let f = self.files().map(|f| &f.usage);
+        read_ctl_u64(f, &self.memory, "memory.usage_in_bytes")
     }
 
     fn memory_peak(&self) -> Result<Option<u64>, SandboxError> {
-        read_u64(&self.memory.join("memory.max_usage_in_bytes")).map(Some)
+        let f = self.files().map(|f| &f.peak);
+        read_ctl_u64(f, &self.memory, "memory.max_usage_in_bytes").map(Some)
     }
 
     fn oom_kills(&self) -> Result<u64, SandboxError> {
-        let path = self.memory.join("memory.oom_control");
-        let text = read_file(&path)?;
+        let text = read_ctl(
+            self.files().map(|f| &f.oom),
+            &self.memory,
+            "memory.oom_control",
+        )?;
         // `oom_kill` exists since Linux 4.13; before that, `under_oom` plus failcnt
         // (see memory_limit_hits) is what we have.
         Ok(keyed(&text, "oom_kill").unwrap_or(0))
     }
 
     fn memory_limit_hits(&self) -> Result<u64, SandboxError> {
-        read_u64(&self.memory.join("memory.failcnt"))
+        read_ctl_u64(
+            self.files().map(|f| &f.failcnt),
+            &self.memory,
+            "memory.failcnt",
+        )
     }
 
     fn pids(&self) -> Result<Vec<libc::pid_t>, SandboxError> {
@@ -723,8 +827,7 @@ impl CgroupOps for V1Cgroup {
     }
 
     fn remove(&mut self) -> Result<(), SandboxError> {
-        self.cpu_file = None;
-        self.procs.clear();
+        self.files = None;
         let mut first = None;
         for d in self.dirs() {
             if let Err(e) = rmdir(d) {
@@ -743,15 +846,37 @@ impl CgroupOps for V1Cgroup {
 #[derive(Debug)]
 pub struct V2Cgroup {
     dir: PathBuf,
-    dir_fd: Option<OwnedFd>,
-    procs: Option<OwnedFd>,
-    cpu_file: Option<fs::File>,
-    has_peak: bool,
+    /// Open once the folder exists ([`CgroupOps::make`]); `None` for a cgroup found by
+    /// [`CgroupRoot::sweep_stale`] (read by path then).
+    files: Option<V2Files>,
+    /// The limits last written; `None`: the kernel's defaults (no limit).
+    limits: Option<CgroupLimits>,
+}
+
+/// The files of a v2 run cgroup read per poll or per run, and its join descriptors.
+#[derive(Debug)]
+struct V2Files {
+    /// The folder, for `clone3(CLONE_INTO_CGROUP)`.
+    dir: OwnedFd,
+    /// `cgroup.procs` opened for writing (joining by a write, when clone3 cannot).
+    procs: OwnedFd,
+    /// `cpu.stat` (`usage_usec`).
+    cpu: fs::File,
+    /// `memory.current`, sampled while polling.
+    current: fs::File,
+    /// `memory.peak`, absent before Linux 5.19.
+    peak: Option<fs::File>,
+    /// `memory.events` (`max`, `oom_kill`, `oom_group_kill`).
+    events: fs::File,
 }
 
 impl V2Cgroup {
+    fn files(&self) -> Option<&V2Files> {
+        self.files.as_ref()
+    }
+
     fn events(&self) -> Result<String, SandboxError> {
-        read_file(&self.dir.join("memory.events"))
+        read_ctl(self.files().map(|f| &f.events), &self.dir, "memory.events")
     }
 
     fn freeze(&self, on: bool) -> Result<(), SandboxError> {
@@ -770,16 +895,10 @@ impl V2Cgroup {
         }
         Ok(())
     }
-}
 
-impl V2Cgroup {
-    /// Applies the limits and opens the files read while polling (after the folder
+    /// Makes the settings every run shares and opens the files (after the folder
     /// exists; the kernel fills it with control files).
-    fn configure(&mut self, limits: &CgroupLimits) -> Result<(), SandboxError> {
-        write_file(
-            &self.dir.join("memory.max"),
-            &limits.memory_bytes.to_string(),
-        )?;
+    fn ready(&mut self) -> Result<(), SandboxError> {
         let swap = self.dir.join("memory.swap.max");
         if swap.exists() {
             write_file(&swap, "0")?;
@@ -789,50 +908,82 @@ impl V2Cgroup {
             // An OOM kill takes the whole run down, not one random thread's process.
             write_file(&group, "1")?;
         }
-        write_file(&self.dir.join("pids.max"), &limits.pids.to_string())?;
-        self.has_peak = self.dir.join("memory.peak").exists();
-        self.cpu_file = Some(open_ro(&self.dir.join("cpu.stat"))?);
-        self.procs = Some(open_rw(&self.dir.join("cgroup.procs"))?);
+        let open = |name: &str| open_ro(&self.dir.join(name));
+        let peak = self.dir.join("memory.peak");
         let dir = fs::File::open(&self.dir).map_err(|e| cg_err("open", &self.dir, None, e))?;
-        self.dir_fd = Some(OwnedFd::from(dir));
+        self.files = Some(V2Files {
+            dir: OwnedFd::from(dir),
+            procs: open_rw(&self.dir.join("cgroup.procs"))?,
+            cpu: open("cpu.stat")?,
+            current: open("memory.current")?,
+            peak: if peak.exists() {
+                Some(open_ro(&peak)?)
+            } else {
+                None
+            },
+            events: open("memory.events")?,
+        });
         Ok(())
     }
 }
 
 impl CgroupOps for V2Cgroup {
-    fn setup(&mut self, limits: &CgroupLimits) -> Result<(), SandboxError> {
-        fs::create_dir(&self.dir).map_err(|e| cg_err("mkdir", &self.dir, None, e))?;
-        self.configure(limits)
+    fn make(&mut self) -> Result<(), SandboxError> {
+        mkdir_run(&self.dir)?;
+        self.ready()
+    }
+
+    fn apply(&mut self, limits: &CgroupLimits) -> Result<(), SandboxError> {
+        // memory.max and memory.swap.max are independent (swap is 0 from make).
+        let old = self.limits.take();
+        if old.map(|o| o.memory_bytes) != Some(limits.memory_bytes) {
+            let mem = limits.memory_bytes.to_string();
+            write_file(&self.dir.join("memory.max"), &mem)?;
+        }
+        if old.map(|o| o.pids) != Some(limits.pids) {
+            write_file(&self.dir.join("pids.max"), &limits.pids.to_string())?;
+        }
+        self.limits = Some(*limits);
+        Ok(())
     }
 
     fn join_fds(&self) -> Vec<RawFd> {
-        self.procs.iter().map(|f| f.as_raw_fd()).collect()
+        self.files()
+            .map(|f| vec![f.procs.as_raw_fd()])
+            .unwrap_or_default()
     }
 
     fn clone_into_fd(&self) -> Option<RawFd> {
-        self.dir_fd.as_ref().map(|f| f.as_raw_fd())
+        self.files().map(|f| f.dir.as_raw_fd())
     }
 
     fn cpu_usage_ns(&self) -> Result<u64, SandboxError> {
-        let path = self.dir.join("cpu.stat");
-        let text = match &self.cpu_file {
-            Some(f) => pread_string(f, &path)?,
-            None => read_file(&path)?,
-        };
+        let text = read_ctl(self.files().map(|f| &f.cpu), &self.dir, "cpu.stat")?;
         keyed(&text, "usage_usec")
             .map(|us| us * 1000)
-            .ok_or_else(|| SandboxError::Cgroup(format!("{}: no usage_usec", path.display())))
+            .ok_or_else(|| {
+                SandboxError::Cgroup(format!("{}/cpu.stat: no usage_usec", self.dir.display()))
+            })
     }
 
     fn memory_current(&self) -> Result<u64, SandboxError> {
-        read_u64(&self.dir.join("memory.current"))
+        read_ctl_u64(
+            self.files().map(|f| &f.current),
+            &self.dir,
+            "memory.current",
+        )
     }
 
     fn memory_peak(&self) -> Result<Option<u64>, SandboxError> {
-        if self.has_peak {
-            read_u64(&self.dir.join("memory.peak")).map(Some)
-        } else {
-            Ok(None)
+        match self.files() {
+            Some(V2Files { peak: Some(f), .. }) => {
+                read_ctl_u64(Some(f), &self.dir, "memory.peak").map(Some)
+            }
+            Some(_) => Ok(None),
+            None if self.dir.join("memory.peak").exists() => {
+                read_ctl_u64(None, &self.dir, "memory.peak").map(Some)
+            }
+            None => Ok(None),
         }
     }
 
@@ -858,9 +1009,7 @@ impl CgroupOps for V2Cgroup {
     }
 
     fn remove(&mut self) -> Result<(), SandboxError> {
-        self.cpu_file = None;
-        self.procs = None;
-        self.dir_fd = None;
+        self.files = None;
         rmdir(&self.dir)
     }
 
@@ -874,6 +1023,103 @@ pub fn read_to_string(path: &Path) -> io::Result<String> {
     let mut s = String::new();
     fs::File::open(path)?.read_to_string(&mut s)?;
     Ok(s)
+}
+
+/// A fake kernel for unit tests: a base folder holding a `fake-kernel` folder of
+/// template files makes [`mkdir_run`] fill each new run folder with copies of them (as
+/// the kernel fills a new cgroup with control files), and [`rmdir`] empty it first (as
+/// the kernel removes a cgroup with its control files). Real cgroup folders never hold
+/// `fake-kernel`, so nothing else changes.
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::fs;
+    use std::path::Path;
+
+    use super::CgroupRoot;
+
+    /// The template folder's name inside a fake base folder.
+    pub const TEMPLATE: &str = "fake-kernel";
+
+    pub fn populate(dir: &Path) {
+        let Some(template) = dir.parent().map(|p| p.join(TEMPLATE)) else {
+            return;
+        };
+        let Ok(rd) = fs::read_dir(&template) else {
+            return;
+        };
+        for e in rd.flatten() {
+            fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+        }
+    }
+
+    pub fn depopulate(dir: &Path) {
+        if !dir.parent().is_some_and(|p| p.join(TEMPLATE).is_dir()) {
+            return;
+        }
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_file()) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+
+    fn base(base: &Path, files: &[(&str, &str)]) {
+        fs::create_dir_all(base.join(TEMPLATE)).unwrap();
+        for (name, content) in files {
+            fs::write(base.join(TEMPLATE).join(name), content).unwrap();
+        }
+    }
+
+    /// A fake v1 root under `t` (`t/<controller>/judge`), with freezer.
+    pub fn v1_root(t: &Path) -> CgroupRoot {
+        let p = |c: &str| t.join(c).join("judge");
+        let join = [("cgroup.procs", ""), ("tasks", "")];
+        let unlimited = "9223372036854771712\n";
+        let mut memory = vec![
+            ("memory.limit_in_bytes", unlimited),
+            ("memory.memsw.limit_in_bytes", unlimited),
+            ("memory.swappiness", "60\n"),
+            ("memory.usage_in_bytes", "0\n"),
+            ("memory.max_usage_in_bytes", "0\n"),
+            (
+                "memory.oom_control",
+                "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+            ),
+            ("memory.failcnt", "0\n"),
+        ];
+        memory.extend(join);
+        base(&p("memory"), &memory);
+        base(&p("cpuacct"), &[join[0], join[1], ("cpuacct.usage", "0\n")]);
+        base(&p("pids"), &[join[0], join[1], ("pids.max", "max\n")]);
+        base(
+            &p("freezer"),
+            &[join[0], join[1], ("freezer.state", "THAWED\n")],
+        );
+        CgroupRoot::v1_at(p("memory"), p("cpuacct"), p("pids"), Some(p("freezer")))
+    }
+
+    /// A fake v2 root at `t/judge`; `peak`: whether the kernel has `memory.peak` (5.19+).
+    pub fn v2_root(t: &Path, peak: bool) -> CgroupRoot {
+        let b = t.join("judge");
+        let mut files = vec![
+            ("cgroup.procs", ""),
+            ("memory.max", "max\n"),
+            ("memory.swap.max", "max\n"),
+            ("memory.oom.group", "0\n"),
+            ("memory.current", "0\n"),
+            ("pids.max", "max\n"),
+            ("cpu.stat", "usage_usec 0\nuser_usec 0\nsystem_usec 0\n"),
+            (
+                "memory.events",
+                "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
+            ),
+        ];
+        if peak {
+            files.push(("memory.peak", "0\n"));
+        }
+        base(&b, &files);
+        CgroupRoot::v2_at(b)
+    }
 }
 
 #[cfg(test)]
@@ -892,8 +1138,8 @@ mod tests {
             cpuacct: t.join("cpuacct/judge/r"),
             pids: t.join("pids/judge/r"),
             freezer: Some(t.join("freezer/judge/r")),
-            cpu_file: None,
-            procs: Vec::new(),
+            files: None,
+            limits: None,
         };
         for d in cg.dirs() {
             fs::create_dir_all(d).unwrap();
@@ -903,6 +1149,7 @@ mod tests {
         fs::write(cg.memory.join("memory.memsw.limit_in_bytes"), "max").unwrap();
         fs::write(cg.cpuacct.join("cpuacct.usage"), "1234567\n").unwrap();
         fs::write(cg.memory.join("memory.max_usage_in_bytes"), "8192\n").unwrap();
+        fs::write(cg.memory.join("memory.usage_in_bytes"), "4096\n").unwrap();
         fs::write(
             cg.memory.join("memory.oom_control"),
             "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
@@ -934,10 +1181,8 @@ mod tests {
         fs::write(d.join("cgroup.procs"), "").unwrap();
         V2Cgroup {
             dir: d,
-            dir_fd: None,
-            procs: None,
-            cpu_file: None,
-            has_peak: false,
+            files: None,
+            limits: None,
         }
     }
 
@@ -970,7 +1215,8 @@ mod tests {
     fn v1_configure_writes_limits_and_reads_accounting() {
         let t = tempfile::tempdir().unwrap();
         let mut cg = fake_v1(t.path());
-        cg.configure(&LIMITS).unwrap();
+        cg.ready().unwrap();
+        cg.apply(&LIMITS).unwrap();
         let read = |p: PathBuf| fs::read_to_string(p).unwrap();
         assert_eq!(read(cg.memory.join("memory.limit_in_bytes")), "268435456");
         assert_eq!(
@@ -1003,10 +1249,10 @@ mod tests {
         let err = write_file(&path, "268435456").unwrap_err().to_string();
         assert!(err.contains("\"268435456\""), "{err}");
         assert!(err.contains("missing/dir/memory.limit_in_bytes"), "{err}");
-        // configure without the kernel's cpuacct.usage fails naming it.
+        // Readying without the kernel's cpuacct.usage fails naming it.
         let mut cg = fake_v1(t.path());
         fs::remove_file(cg.cpuacct.join("cpuacct.usage")).unwrap();
-        let err = cg.configure(&LIMITS).unwrap_err().to_string();
+        let err = cg.ready().unwrap_err().to_string();
         assert!(err.contains("cpuacct.usage"), "{err}");
     }
 
@@ -1024,7 +1270,8 @@ mod tests {
     fn v2_configure_writes_limits_and_reads_accounting() {
         let t = tempfile::tempdir().unwrap();
         let mut cg = fake_v2(t.path(), true);
-        cg.configure(&LIMITS).unwrap();
+        cg.ready().unwrap();
+        cg.apply(&LIMITS).unwrap();
         let read = |n: &str| fs::read_to_string(cg.dir.join(n)).unwrap();
         assert_eq!(read("memory.max"), "268435456");
         assert_eq!(read("memory.swap.max"), "0");
@@ -1049,7 +1296,8 @@ mod tests {
     fn v2_without_memory_peak_reports_none() {
         let t = tempfile::tempdir().unwrap();
         let mut cg = fake_v2(t.path(), false);
-        cg.configure(&LIMITS).unwrap();
+        cg.ready().unwrap();
+        cg.apply(&LIMITS).unwrap();
         // Kernels before 5.19: no memory.peak; the sandbox samples memory.current.
         assert_eq!(cg.memory_peak().unwrap(), None);
     }

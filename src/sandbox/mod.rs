@@ -13,6 +13,7 @@
 
 pub mod boxfs;
 pub mod cgroup;
+pub mod cgroup_keeper;
 mod exec;
 pub mod native;
 pub mod process;

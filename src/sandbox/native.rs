@@ -47,8 +47,9 @@
 //! the program ends, reports its wait status and exits: the kernel then kills every
 //! other process of the PID namespace. The host watches CPU time in the cgroup, wall
 //! time and output caps (`exec::watch`); on a limit it SIGKILLs init (which takes
-//! the whole namespace down), then kills whatever is left in the cgroup, removes it,
-//! copies out [`RunSpec::collect`] and wipes the box.
+//! the whole namespace down), then kills whatever is left in the cgroup, copies out
+//! [`RunSpec::collect`] and wipes the box. The run's cgroup is fresh but made ahead,
+//! and removed after the run, by a background thread ([`super::cgroup_keeper`]).
 //!
 //! Child code runs only raw syscalls on prepared memory: the module docs of `sandbox::sys` say why.
 
@@ -56,12 +57,12 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::boxfs;
 use super::cgroup::{CgroupLimits, CgroupOps, CgroupRoot};
+use super::cgroup_keeper::CgroupKeeper;
 use super::exec::{self, stage, Prepared, Slots, Stdio};
 use super::raw::{self, sc};
 use super::seccomp;
@@ -137,15 +138,13 @@ pub struct NativeSandbox {
 struct Inner {
     cfg: NativeConfig,
     cgroups: CgroupRoot,
+    /// Makes run cgroups ahead of runs and removes them behind (off the run's path).
+    cgroup_keeper: CgroupKeeper,
     seccomp: Option<seccomp::Program>,
     idle: Mutex<HashMap<Vec<Mount>, Vec<WarmBox>>>,
     slots: Arc<Slots>,
     ncpu: u64,
 }
-
-/// Numbers run cgroups (`run-<pid>-<n>`) across every [`NativeSandbox`] of the process:
-/// two instances (two pools, or two test modules) must never pick the same name.
-static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A prepared box: its mount namespace and descriptors of its two tmpfs folders.
 struct WarmBox {
@@ -516,12 +515,16 @@ impl NativeSandbox {
                 "removed run cgroups left by judge processes that died mid-run"
             );
         }
+        // No freezer: killing the box's init takes the whole PID namespace down
+        // atomically, so nothing can fork away while being killed.
+        let cgroup_keeper = CgroupKeeper::new(cgroups.clone(), &cfg.cgroup_tag, false)?;
         let slots = Slots::new(cfg.max_boxes);
         let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
         let sb = NativeSandbox {
             inner: Arc::new(Inner {
                 cfg,
                 cgroups,
+                cgroup_keeper,
                 seccomp,
                 idle: Mutex::new(HashMap::new()),
                 slots: Arc::new(slots),
@@ -534,6 +537,21 @@ impl NativeSandbox {
     /// The cgroup hierarchy in use.
     pub fn cgroups(&self) -> &CgroupRoot {
         &self.inner.cgroups
+    }
+
+    /// Waits (at most `timeout`) until the cgroups of finished runs are removed and the
+    /// stock of ready ones is refilled; returns whether that happened. Tests call it
+    /// before looking for leftover cgroups: a run's cgroup is removed in the
+    /// background after `run` returns (its processes are gone by then).
+    pub fn settle(&self, timeout: Duration) -> bool {
+        self.inner.cgroup_keeper.settle(timeout)
+    }
+
+    /// Folders (the memory one on v1) of the ready, never used run cgroups kept in
+    /// stock; the only cgroups of this sandbox left once [`NativeSandbox::settle`]
+    /// returned true with no run in flight.
+    pub fn stocked_cgroups(&self) -> Vec<PathBuf> {
+        self.inner.cgroup_keeper.stocked()
     }
 
     /// Number of idle warm boxes (all mount sets).
@@ -733,32 +751,24 @@ impl NativeSandbox {
         let mut prepared = Prepared::new(spec, BOX_WORK_DIR, b.uid, b.uid, None)?;
         prepared.seccomp = inner.seccomp.clone();
         let stdio = Stdio::new(spec)?;
-        let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{}-{}-{n}", inner.cfg.cgroup_tag, std::process::id());
-        let mut cg = inner.cgroups.create(
-            &name,
-            &CgroupLimits {
-                memory_bytes: limits.memory_bytes,
-                // Only the program and its descendants are in the run's cgroup (the
-                // box's init stays out: see box_init).
-                pids: limits.pids,
-            },
-            // No freezer: killing the box's init takes the whole PID namespace down
-            // atomically, so nothing can fork away while being killed.
-            false,
-        )?;
+        // A fresh cgroup, made ahead by the keeper (or inline when it has none ready).
+        let cg = inner.cgroup_keeper.take(&CgroupLimits {
+            memory_bytes: limits.memory_bytes,
+            // Only the program and its descendants are in the run's cgroup (the
+            // box's init stays out: see box_init).
+            pids: limits.pids,
+        })?;
         let opts = (box_opts, tmp_opts);
         let remount = b.mounted_opts.as_ref() != Some(&opts);
         let result = self.run_prepared(spec, b, &prepared, stdio, &cg, remount.then_some(&opts));
         if result.is_ok() {
             b.mounted_opts = Some(opts);
         }
-        // Whatever happened: nothing of the run survives, the cgroup goes away.
-        let killed = cg.kill_all();
-        let removed = cg.remove();
+        // Whatever happened: nothing of the run survives (killed inline), the cgroup
+        // is removed in the background.
+        let finished = inner.cgroup_keeper.finish(cg);
         let mut outcome = result?;
-        killed?;
-        removed?;
+        finished?;
         for name in &spec.collect {
             if let Ok(data) = boxfs::read_regular(b.work.as_raw_fd(), name, limits.file_size_bytes)?
             {
@@ -1160,6 +1170,7 @@ impl Sandbox for NativeSandbox {
     }
 
     fn prepare(&self) -> Result<Duration, SandboxError> {
+        self.inner.cgroup_keeper.prime();
         let t = Instant::now();
         let b = self.make_box(&[])?;
         let took = t.elapsed();

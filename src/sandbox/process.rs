@@ -12,12 +12,12 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::boxfs;
 use super::cgroup::{CgroupLimits, CgroupOps, CgroupRoot, RunCgroup};
+use super::cgroup_keeper::CgroupKeeper;
 use super::exec::{self, Prepared, Slots, Stdio};
 use super::sys;
 use super::{RunOutcome, RunSpec, Sandbox, SandboxError, BOX_WORK_DIR};
@@ -58,10 +58,10 @@ pub struct ProcessSandbox {
 
 struct Inner {
     cfg: ProcessConfig,
-    cgroups: CgroupRoot,
+    /// Makes run cgroups ahead of runs and removes them behind (off the run's path).
+    cgroup_keeper: CgroupKeeper,
     slots: Slots,
     ncpu: u64,
-    counter: AtomicU64,
 }
 
 fn internal(what: impl std::fmt::Display) -> SandboxError {
@@ -92,16 +92,31 @@ impl ProcessSandbox {
                 "removed run cgroups left by judge processes that died mid-run"
             );
         }
+        // With the freezer: without a PID namespace, killing a run means freezing it
+        // first so that nothing forks away meanwhile.
+        let cgroup_keeper = CgroupKeeper::new(cgroups, &cfg.cgroup_tag, true)?;
         let slots = Slots::new(cfg.max_slots);
         Ok(ProcessSandbox {
             inner: Arc::new(Inner {
                 cfg,
-                cgroups,
+                cgroup_keeper,
                 slots,
                 ncpu: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
-                counter: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// Waits (at most `timeout`) until the cgroups of finished runs are removed and
+    /// the stock of ready ones is refilled; returns whether that happened (see
+    /// [`super::native::NativeSandbox::settle`]).
+    pub fn settle(&self, timeout: Duration) -> bool {
+        self.inner.cgroup_keeper.settle(timeout)
+    }
+
+    /// Folders of the ready, never used run cgroups kept in stock (see
+    /// [`super::native::NativeSandbox::stocked_cgroups`]).
+    pub fn stocked_cgroups(&self) -> Vec<PathBuf> {
+        self.inner.cgroup_keeper.stocked()
     }
 
     /// Takes a slot that no other judge process on this host uses either: slots are
@@ -192,21 +207,15 @@ impl ProcessSandbox {
             let prepared =
                 Prepared::new(spec, &host_dir, uid, uid, Some((BOX_WORK_DIR, &host_dir)))?;
             let stdio = Stdio::new(spec)?;
-            let n = inner.counter.fetch_add(1, Ordering::Relaxed);
-            let mut cg = inner.cgroups.create(
-                &format!("{}-{}-{n}", inner.cfg.cgroup_tag, std::process::id()),
-                &CgroupLimits {
-                    memory_bytes: spec.limits.memory_bytes,
-                    pids: spec.limits.pids,
-                },
-                true,
-            )?;
+            let cg = inner.cgroup_keeper.take(&CgroupLimits {
+                memory_bytes: spec.limits.memory_bytes,
+                pids: spec.limits.pids,
+            })?;
             let r = self.run_prepared(spec, &prepared, stdio, &cg);
-            let killed = cg.kill_all();
-            let removed = cg.remove();
+            // Every descendant is killed inline; the cgroup is removed in the background.
+            let finished = inner.cgroup_keeper.finish(cg);
             let mut outcome = r?;
-            killed?;
-            removed?;
+            finished?;
             for name in &spec.collect {
                 if let Ok(data) =
                     boxfs::read_regular(dirfd.as_raw_fd(), name, spec.limits.file_size_bytes)?

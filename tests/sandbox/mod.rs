@@ -8,10 +8,12 @@
 //! look for leftovers of this process.
 
 mod cases;
+mod cgroups;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use judge::sandbox::native::{NativeConfig, NativeSandbox};
 use judge::sandbox::process::{ProcessConfig, ProcessSandbox};
@@ -71,16 +73,18 @@ fn sandbox() -> NativeSandbox {
     .clone()
 }
 
+static PROCESS_SB: OnceLock<ProcessSandbox> = OnceLock::new();
+
 fn process_sandbox() -> ProcessSandbox {
-    static SB: OnceLock<ProcessSandbox> = OnceLock::new();
-    SB.get_or_init(|| {
-        ProcessSandbox::new(ProcessConfig {
-            cgroup_tag: PROCESS_TAG.into(),
-            ..ProcessConfig::default()
+    PROCESS_SB
+        .get_or_init(|| {
+            ProcessSandbox::new(ProcessConfig {
+                cgroup_tag: PROCESS_TAG.into(),
+                ..ProcessConfig::default()
+            })
+            .expect("process sandbox")
         })
-        .expect("process sandbox")
-    })
-    .clone()
+        .clone()
 }
 
 /// Compiles C (or C++ when `cpp`) source once per test process; returns the binary.
@@ -180,25 +184,52 @@ impl Harness {
         o
     }
 
-    /// No cgroup of this process left, no process in one, idle boxes clean, canary intact.
+    /// No cgroup of a run of this process left (once the background removals are
+    /// done, only never-used stock cgroups remain), no process in one, idle boxes
+    /// clean, canary intact.
     pub fn check_health(&self, o: &RunOutcome) {
+        let settle = Duration::from_secs(10);
+        assert!(
+            self.sb.settle(settle),
+            "native cgroup keeper did not settle"
+        );
+        let mut stocked = self.sb.stocked_cgroups();
+        if let Some(p) = PROCESS_SB.get() {
+            assert!(p.settle(settle), "process cgroup keeper did not settle");
+            stocked.extend(p.stocked_cgroups());
+        }
+        let stocked: Vec<String> = stocked
+            .iter()
+            .filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
+            .collect();
         for prefix in [NATIVE_TAG, PROCESS_TAG] {
-            self.check_no_cgroups(&format!("{prefix}-{}-", std::process::id()));
+            self.check_no_cgroups(&format!("{prefix}-{}-", std::process::id()), &stocked);
         }
         self.check_files(o);
     }
 
-    fn check_no_cgroups(&self, me: &str) {
+    fn check_no_cgroups(&self, me: &str, stocked: &[String]) {
         for ctl in ["memory", "cpuacct", "pids", "freezer", "unified"] {
             let base = Path::new("/sys/fs/cgroup").join(ctl).join("judge");
             if let Ok(rd) = std::fs::read_dir(&base) {
                 for e in rd.flatten() {
                     let n = e.file_name().to_string_lossy().into_owned();
+                    if !n.starts_with(me) {
+                        continue;
+                    }
                     assert!(
-                        !n.starts_with(me),
+                        stocked.contains(&n),
                         "cgroup {} left behind",
                         e.path().display()
                     );
+                    // A stocked cgroup was never used: nothing was ever charged to it.
+                    let read = |f: &str| std::fs::read_to_string(e.path().join(f));
+                    let unused = match ctl {
+                        "memory" => read("memory.max_usage_in_bytes").unwrap().trim() == "0",
+                        "cpuacct" => read("cpuacct.usage").unwrap().trim() == "0",
+                        _ => read("cgroup.procs").unwrap().trim().is_empty(),
+                    };
+                    assert!(unused, "stocked cgroup {} was used", e.path().display());
                 }
             }
         }
