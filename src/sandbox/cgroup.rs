@@ -122,13 +122,14 @@ fn keyed(text: &str, key: &str) -> Option<u64> {
 /// Pids listed in a `cgroup.procs` file; none when the file is gone (the cgroup
 /// folder was removed meanwhile). Opened afresh each time (see [`read_ctl`]).
 fn read_pids(path: &Path) -> Result<Vec<libc::pid_t>, SandboxError> {
-    if !path.exists() {
-        return Ok(Vec::new());
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(text
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(cg_err("read", path, None, e)),
     }
-    Ok(read_file(path)?
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect())
 }
 
 /// Creates a base folder (already existing is fine).

@@ -115,7 +115,10 @@ impl CgroupKeeper {
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("cgroups-{tag}"))
-            .spawn(move || keep(&s))
+            .spawn(move || {
+                background();
+                keep(&s)
+            })
             .map_err(|e| SandboxError::Internal(format!("start the cgroup keeper: {e}")))?;
         Ok(CgroupKeeper {
             shared,
@@ -229,6 +232,17 @@ impl Drop for CgroupKeeper {
             let _ = t.join();
         }
     }
+}
+
+/// Makes the calling thread a background one: SCHED_BATCH keeps its share of CPU time
+/// (nice 0: it never starves, and cannot hold the state lock for long) but a wakeup
+/// of it never preempts a running thread (sched(7); `check_preempt_wakeup_fair`).
+/// Without it, waking the keeper on a busy host often preempted the very run that
+/// woke it, adding the keeper's ~0.1 ms of work to that run. Failure is ignored.
+fn background() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid param.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
 }
 
 /// The keeper thread: refills the stock and removes retired cgroups, one of each per
