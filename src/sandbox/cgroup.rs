@@ -869,6 +869,9 @@ struct V2Files {
     peak: Option<fs::File>,
     /// `memory.events` (`max`, `oom_kill`, `oom_group_kill`).
     events: fs::File,
+    /// `cgroup.events` (`populated`: whether any task is left, kept exact by the
+    /// kernel at every task exit; unlike `cgroup.procs` on v1, no per-open cache).
+    cg_events: fs::File,
 }
 
 impl V2Cgroup {
@@ -923,6 +926,7 @@ impl V2Cgroup {
                 None
             },
             events: open("memory.events")?,
+            cg_events: open("cgroup.events")?,
         });
         Ok(())
     }
@@ -1002,6 +1006,14 @@ impl CgroupOps for V2Cgroup {
     }
 
     fn kill_all(&self) -> Result<(), SandboxError> {
+        // Usually every task is gone already (a native run's PID namespace died with
+        // its init): one pread says so.
+        if let Some(f) = self.files() {
+            let events = read_ctl(Some(&f.cg_events), &self.dir, "cgroup.events")?;
+            if keyed(&events, "populated") == Some(0) {
+                return Ok(());
+            }
+        }
         let kill = self.dir.join("cgroup.kill");
         if kill.exists() {
             write_file(&kill, "1")?;
@@ -1104,6 +1116,7 @@ pub(crate) mod fake {
         let b = t.join("judge");
         let mut files = vec![
             ("cgroup.procs", ""),
+            ("cgroup.events", "populated 0\nfrozen 0\n"),
             ("memory.max", "max\n"),
             ("memory.swap.max", "max\n"),
             ("memory.oom.group", "0\n"),
@@ -1180,6 +1193,7 @@ mod tests {
         )
         .unwrap();
         fs::write(d.join("cgroup.procs"), "").unwrap();
+        fs::write(d.join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
         V2Cgroup {
             dir: d,
             files: None,
@@ -1291,6 +1305,11 @@ mod tests {
         fs::write(cg.dir.join("cgroup.kill"), "").unwrap();
         cg.kill_all().unwrap();
         assert_eq!(read("cgroup.kill"), "1");
+        // With no task left (cgroup.events says so, read by pread), nothing is written.
+        fs::write(cg.dir.join("cgroup.kill"), "").unwrap();
+        fs::write(cg.dir.join("cgroup.events"), "populated 0\nfrozen 0\n").unwrap();
+        cg.kill_all().unwrap();
+        assert_eq!(read("cgroup.kill"), "");
     }
 
     #[test]
