@@ -29,23 +29,29 @@
 //! inside the default root.
 //!
 //! # One run
-//! Everything that allocates is built first (`exec::Prepared`, `exec::Stdio`,
-//! the run's cgroup). Then `clone3` makes the box's *init*: pid 1 of a new PID
-//! namespace, with new IPC and UTS namespaces (so SysV IPC objects never outlive a
-//! run), placed in the run's cgroup (atomically on v2, by writing `0` to the
-//! pre-opened `tasks` files on v1). Init shares the judge's memory (`CLONE_VM`, on
-//! a stack of the box: see [`raw`] for why and what that demands of its code), so
-//! starting it copies no page table whatever the judge's size. Init joins the box's
-//! network and mount namespaces, sizes the tmpfs mounts for this run
+//! A box's *init* is made ahead of its run (`ReadyInit`): `clone3` makes pid 1 of
+//! a new PID namespace, with new IPC and UTS namespaces (so SysV IPC objects never
+//! outlive a run), sharing the judge's memory (`CLONE_VM`, on a stack of the box: see
+//! `sandbox::raw` for why and what that demands of its code), so starting it copies no page
+//! table whatever the judge's size. Init joins the box's network namespace and a
+//! private copy of its mount namespace, mounts a fresh `/proc` there, and waits on a
+//! `SOCK_SEQPACKET` socket. A box's first init is made with the box; each next one
+//! while the previous run's program runs.
+//!
+//! A run builds everything that allocates first (`exec::Prepared`, `exec::Stdio`,
+//! the run's cgroup), then sends init the address of its `RunArgs` and the run's
+//! descriptors (`SCM_RIGHTS`). Init sizes the tmpfs mounts for this run
 //! (`size` = [`super::Limits::disk_bytes`] plus the input files, `nr_inodes` =
-//! `disk_bytes / 4096`, at least 1024), mounts a fresh `/proc`, and starts the
-//! program vfork-style (`CLONE_VM | CLONE_VFORK` on the box's second stack: init
-//! waits until the program's `execve` gives it an address space of its own).
+//! `disk_bytes / 4096`, at least 1024) and starts the program vfork-style
+//! (`CLONE_VM | CLONE_VFORK` on the box's program stack, into the run's cgroup on v2;
+//! on v1 the program joins it by writing `0` to each hierarchy's `tasks`). Init
+//! itself stays out of the run's cgroups (see `box_init`).
 //! The program sets up fds 0–2 (closing everything else), rlimits, drops to the box's
 //! unprivileged uid/gid (no supplementary groups, so no capabilities), sets
 //! no_new_privs, loads the seccomp filter and execs. Init reaps everything and, when
-//! the program ends, reports its wait status and exits: the kernel then kills every
-//! other process of the PID namespace. The host watches CPU time in the cgroup, wall
+//! the program ends, reports its wait status on the socket and exits: the kernel then
+//! kills every other process of the PID namespace. If the judge dies, init sees the
+//! socket close and exits too. The host watches CPU time in the cgroup, wall
 //! time and output caps (`exec::watch`); on a limit it SIGKILLs init (which takes
 //! the whole namespace down), then kills whatever is left in the cgroup, copies out
 //! [`RunSpec::collect`] and wipes the box. The run's cgroup is fresh but made ahead,
@@ -55,7 +61,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -159,7 +165,10 @@ struct WarmBox {
     slots: Arc<Slots>,
     /// tmpfs options last applied to `/box` and `/tmp` (skipped when unchanged).
     mounted_opts: Option<(CString, CString)>,
-    /// Stacks of the run's init and of the program before `execve` (they share the
+    /// The init of the box's next run, made ahead (see [`ReadyInit`]). Declared
+    /// before `stacks`: it is dropped (init killed and reaped) before they are.
+    ready: Option<ReadyInit>,
+    /// Stacks of the box's inits and of the program before `execve` (they share the
     /// judge's memory: see [`raw`]).
     stacks: raw::ChildStacks,
 }
@@ -650,14 +659,15 @@ impl NativeSandbox {
         let _ = sys::wait_pid(child.pid);
         let (mnt_ns, net_ns, work, tmp) = opened.map_err(give_back)?;
         let stacks = raw::ChildStacks::new()
-            .map_err(|e| internal(format!("map the box's child stacks: {e}")))?;
+            .map_err(|e| internal(format!("map the box's child stacks: {e}")))
+            .map_err(give_back)?;
         // The work folder belongs to the box user; /tmp is sticky and world-writable.
         // SAFETY: fchown/fchmod on descriptors we own.
         unsafe {
             libc::fchown(work.as_raw_fd(), uid, uid);
             libc::fchmod(work.as_raw_fd(), 0o755);
         }
-        Ok(WarmBox {
+        let mut b = WarmBox {
             slot,
             uid,
             mnt_ns,
@@ -666,8 +676,12 @@ impl NativeSandbox {
             tmp,
             slots: inner.slots.clone(),
             mounted_opts: None,
+            ready: None,
             stacks,
-        })
+        };
+        // The first run's init, made ahead like every later one.
+        b.ready = spawn_init(&b, raw::INIT_STACKS[0]).ok();
+        Ok(b)
     }
 
     fn take_box(&self, mounts: &[Mount]) -> Result<WarmBox, SandboxError> {
@@ -778,11 +792,10 @@ impl NativeSandbox {
         Ok(outcome)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn run_prepared(
         &self,
         spec: &RunSpec,
-        b: &WarmBox,
+        b: &mut WarmBox,
         prepared: &Prepared,
         stdio: Stdio,
         cg: &super::cgroup::RunCgroup,
@@ -790,46 +803,44 @@ impl NativeSandbox {
     ) -> Result<RunOutcome, SandboxError> {
         let inner = &self.inner;
         let (rep_r, rep_w) = sys::pipe().map_err(internal)?;
-        let (st_r, st_w) = sys::pipe().map_err(internal)?;
         let join = cg.join_fds();
-        let child_fds = stdio.child_raw();
-        let netns = b.net_ns.as_raw_fd();
-        let mntns = b.mnt_ns.as_raw_fd();
-        let flags = (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) as u64;
-        let args = InitArgs {
-            join: &join,
-            cgroup_fd: cg.clone_into_fd(),
-            netns,
-            mntns,
-            remount,
+        let cgroup_fd = cg.clone_into_fd();
+        let run = RunArgs {
             prepared,
-            stdio: child_fds,
-            report: rep_w.as_raw_fd(),
-            status: st_w.as_raw_fd(),
-            program_stack: b.stacks.stack(1),
+            remount,
+            program_stack: b.stacks.stack(raw::PROGRAM_STACK),
+            joins: if cgroup_fd.is_some() { 0 } else { join.len() },
         };
-        // SAFETY: init_entry follows spawn_on_stack's rules (raw syscalls only, never
-        // returns); `args` and what it points at live on this frame, the stacks in the
-        // box, and the Reaper below kills and reaps init before either goes away.
-        let child = unsafe {
-            sys::spawn_on_stack(
-                flags,
-                None,
-                b.stacks.stack(0),
-                init_entry,
-                &args as *const InitArgs as *mut libc::c_void,
-            )
+        // The descriptors init receives, in the order `box_init` expects them.
+        let mut fds = Vec::with_capacity(8);
+        fds.extend(stdio.child_raw());
+        fds.push(rep_w.as_raw_fd());
+        match cgroup_fd {
+            Some(fd) => fds.push(fd),
+            None => fds.extend(&join),
         }
-        .map_err(|e| internal(format!("clone the box init: {e}")))?;
-        let reaper = sys::Reaper::new(&child);
+        // The box's init made ahead (or now, for a box's first run or when the ready
+        // one is gone): hand it the run.
+        let mut init = match b.ready.take() {
+            Some(r) => r,
+            None => spawn_init(b, raw::INIT_STACKS[0])?,
+        };
+        if let Err(e) = init.start(&run, &fds) {
+            // It ended while waiting (killed from outside): make another, once.
+            let stack = init.stack;
+            drop(init);
+            init = spawn_init(b, stack)?;
+            init.start(&run, &fds)
+                .map_err(|_| internal(format!("hand the run to the box's init: {e}")))?;
+        }
         drop(rep_w);
-        drop(st_w);
         let Stdio {
             child: cfds,
             captures,
         } = stdio;
         drop(cfds);
-        let kill = || sys::pidfd_kill(child.pidfd.as_raw_fd(), libc::SIGKILL);
+        let pidfd = init.child.pidfd.as_raw_fd();
+        let kill = || sys::pidfd_kill(pidfd, libc::SIGKILL);
         // Blocks until the program exec'd (EOF) or a step failed (a report).
         let report = sys::read_child_report(rep_r.as_raw_fd());
         let start = Instant::now();
@@ -838,31 +849,28 @@ impl NativeSandbox {
             Ok(Some((st, err))) => return Err(exec::child_error(&spec.argv[0], st, err)),
             Err(e) => return Err(internal(format!("read box report: {e}"))),
         }
-        let watched = exec::watch(
-            child.pidfd.as_raw_fd(),
-            cg,
-            &spec.limits,
-            captures,
-            inner.ncpu,
-            start,
-            &kill,
-        );
-        let watched = watched?;
-        sys::wait_pid(child.pid).map_err(|e| internal(format!("wait for the box init: {e}")))?;
-        reaper.disarm();
-        let mut st = [0u8; 4];
-        // SAFETY: reading at most 4 bytes into st; init wrote them before exiting (or
-        // died by our SIGKILL, and the read sees EOF).
-        let n = unsafe { libc::read(st_r.as_raw_fd(), st.as_mut_ptr().cast(), 4) };
-        let wait_status = (n == 4).then(|| i32::from_ne_bytes(st));
-        if wait_status.is_none() && watched.kill.is_none() {
+        // While the program runs, make the box's next init (the other init stack):
+        // its namespaces and fresh /proc are then ready when the next run comes.
+        let next = raw::INIT_STACKS[1 - raw::INIT_STACKS
+            .iter()
+            .position(|&s| s == init.stack)
+            .unwrap_or(0)];
+        b.ready = spawn_init(b, next).ok();
+        let watched = exec::watch(pidfd, cg, &spec.limits, captures, inner.ncpu, start, &kill)?;
+        let ended = init.reap()?;
+        let wait_status = match ended {
+            InitEnd::Status(st) => Some(st),
+            InitEnd::Failed(st, err) => return Err(exec::child_error(&spec.argv[0], st, err)),
+            InitEnd::Silent if watched.kill.is_some() => None,
             // Init reports the program's end before exiting; without a report and
             // without a kill of ours, something outside the run ended the box: a
             // judge fault, never the contestant's.
-            return Err(internal(
-                "the box's init ended without reporting the program's end",
-            ));
-        }
+            InitEnd::Silent => {
+                return Err(internal(
+                    "the box's init ended without reporting the program's end",
+                ))
+            }
+        };
         let peak = match cg.memory_peak()? {
             Some(p) => p,
             None => watched.sampled_peak,
@@ -890,22 +898,182 @@ fn describe_op(op: &RootOp) -> String {
     }
 }
 
-/// What the box's init needs, on the judge's stack in `run_prepared` until init has
-/// been reaped.
-struct InitArgs<'a> {
-    /// v1: the run cgroups' `tasks` files, which the program joins.
-    join: &'a [RawFd],
-    /// v2: the run cgroup's folder, into which the program is cloned.
-    cgroup_fd: Option<RawFd>,
+/// What a box's init reads while setting itself up: owned by its [`ReadyInit`] (on
+/// the heap, at a fixed address) until it has been reaped.
+struct SpawnArgs {
+    /// Init's end of the command socket.
+    sock: RawFd,
     netns: RawFd,
     mntns: RawFd,
-    remount: Option<&'a (CString, CString)>,
+}
+
+/// What init needs for one run, on the judge's stack in `run_prepared` (which outlives
+/// init: it reaps init, or kills and reaps it, before returning). Its address is the
+/// command init receives.
+struct RunArgs<'a> {
     prepared: &'a Prepared,
-    stdio: [RawFd; 3],
-    report: RawFd,
-    status: RawFd,
+    /// New tmpfs options for `/box` and `/tmp`, when they change.
+    remount: Option<&'a (CString, CString)>,
     /// Where the program runs until `execve` (lowest address, size).
     program_stack: (*mut u8, usize),
+    /// v1: how many of the received descriptors (after stdio and the report pipe) are
+    /// cgroup `tasks` files the program joins; v2 (0): one descriptor follows, the run
+    /// cgroup's folder, into which the program is cloned.
+    joins: usize,
+}
+
+/// Most descriptors a run command carries: stdin, stdout, stderr, the report pipe and
+/// up to four cgroup descriptors.
+const MAX_RUN_FDS: usize = 8;
+
+/// A box's init, made ahead of its run: pid 1 of a fresh PID namespace (with fresh
+/// IPC and UTS namespaces), in the box's network namespace and a private copy of the
+/// box's mount namespace with a fresh `/proc`, waiting on a `SOCK_SEQPACKET` socket
+/// for its run ([`ReadyInit::start`]). Dropping it kills and reaps init.
+struct ReadyInit {
+    child: sys::Child,
+    /// The judge's end of the command socket; init also reports on it (the program's
+    /// wait status, 4 bytes; or a failure `(stage, errno)`, 8 bytes) before exiting.
+    sock: OwnedFd,
+    /// Which of the box's init stacks it runs on.
+    stack: usize,
+    _args: Box<SpawnArgs>,
+    reaped: bool,
+}
+
+/// How a box's init ended.
+enum InitEnd {
+    /// It reported the program's wait status.
+    Status(i32),
+    /// A step of its own failed: `(stage, errno)`.
+    Failed(u32, i32),
+    /// It reported nothing (killed).
+    Silent,
+}
+
+impl ReadyInit {
+    /// Sends the run: the address of `run` (in the memory init shares) and `fds`
+    /// (copied into init's descriptor table). Errors: init is gone.
+    fn start(&self, run: &RunArgs, fds: &[RawFd]) -> std::io::Result<()> {
+        assert!(fds.len() <= MAX_RUN_FDS, "too many descriptors for a run");
+        let addr = (run as *const RunArgs as usize).to_ne_bytes();
+        let mut iov = libc::iovec {
+            iov_base: addr.as_ptr() as *mut libc::c_void,
+            iov_len: addr.len(),
+        };
+        let mut cbuf = [0u64; 8];
+        // SAFETY: msghdr is plain data; the pointers set below stay valid for sendmsg.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        let data_len = std::mem::size_of_val(fds) as u32;
+        // SAFETY: CMSG_* compute sizes and offsets inside cbuf (64 bytes, enough for
+        // MAX_RUN_FDS descriptors: 16 + 32).
+        unsafe {
+            msg.msg_control = cbuf.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(data_len) as usize;
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(data_len) as usize;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(c).cast(), fds.len());
+        }
+        // SAFETY: msg points at live buffers; MSG_NOSIGNAL: no SIGPIPE if init is gone.
+        let n = unsafe { libc::sendmsg(self.sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits for init to end (after the program ended or a kill) and reads its report.
+    fn reap(&mut self) -> Result<InitEnd, SandboxError> {
+        sys::wait_pid(self.child.pid)
+            .map_err(|e| internal(format!("wait for the box init: {e}")))?;
+        self.reaped = true;
+        let mut buf = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into buf; init sent its report before exiting.
+        let n = unsafe {
+            libc::recv(
+                self.sock.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        let word = |i: usize| [buf[i], buf[i + 1], buf[i + 2], buf[i + 3]];
+        Ok(match n {
+            4 => InitEnd::Status(i32::from_ne_bytes(word(0))),
+            8 => InitEnd::Failed(u32::from_ne_bytes(word(0)), i32::from_ne_bytes(word(4))),
+            _ => InitEnd::Silent,
+        })
+    }
+}
+
+impl Drop for ReadyInit {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // Init shares the judge's memory: it must be gone before its stack and
+            // arguments are.
+            sys::pidfd_kill(self.child.pidfd.as_raw_fd(), libc::SIGKILL);
+            let _ = sys::wait_pid(self.child.pid);
+        }
+    }
+}
+
+/// Makes a box's init on init stack `stack` (see [`ReadyInit`]). Init sets itself up
+/// on its own while the caller goes on.
+///
+/// Errors: [`SandboxError::Internal`] when the socket or the clone fails.
+fn spawn_init(b: &WarmBox, stack: usize) -> Result<ReadyInit, SandboxError> {
+    let mut pair = [0 as RawFd; 2];
+    // SAFETY: pair is a valid array of two ints.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(internal(format!(
+            "socketpair: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: socketpair returned two fresh descriptors that we now own.
+    let (judge_end, init_end) =
+        unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) };
+    let args = Box::new(SpawnArgs {
+        sock: init_end.as_raw_fd(),
+        netns: b.net_ns.as_raw_fd(),
+        mntns: b.mnt_ns.as_raw_fd(),
+    });
+    let flags = (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) as u64;
+    // SAFETY: init_entry follows spawn_on_stack's rules (raw syscalls only, never
+    // returns). `args` is kept by the ReadyInit, the stack by the box; ReadyInit's
+    // Drop (or `reap`) ends init before either goes away, and the box never gives
+    // this stack to another init while this one lives (`run_prepared` alternates).
+    let child = unsafe {
+        sys::spawn_on_stack(
+            flags,
+            None,
+            b.stacks.stack(stack),
+            init_entry,
+            &*args as *const SpawnArgs as *mut libc::c_void,
+        )
+    }
+    .map_err(|e| internal(format!("clone the box init: {e}")))?;
+    // Init has its own copy of its end (cloned with the descriptor table).
+    drop(init_end);
+    Ok(ReadyInit {
+        child,
+        sock: judge_end,
+        stack,
+        _args: args,
+        reaped: false,
+    })
 }
 
 /// What the program child needs, on init's stack (init waits, `CLONE_VFORK`).
@@ -916,13 +1084,13 @@ struct ProgramArgs<'a> {
     report: RawFd,
 }
 
-/// Entry of the box's init on its own stack.
+/// Entry of a box's init on its own stack.
 ///
 /// # Safety
-/// `arg` points at an [`InitArgs`] that outlives init.
+/// `arg` points at a [`SpawnArgs`] that outlives init.
 unsafe extern "C" fn init_entry(arg: *mut libc::c_void) -> ! {
     // SAFETY: the caller's contract.
-    box_init(unsafe { &*(arg as *const InitArgs) })
+    box_init(unsafe { &*(arg as *const SpawnArgs) })
 }
 
 /// Entry of the program child on its own stack.
@@ -941,18 +1109,47 @@ unsafe extern "C" fn program_entry(arg: *mut libc::c_void) -> ! {
     exec::program_child(a.prepared, a.stdio, a.report)
 }
 
-/// The box's init (pid 1 of the run's PID namespace). It shares the judge's memory
+/// Sends init's failure `(stage, errno)` on the command socket and exits.
+fn init_fail(sock: RawFd, stage: u32, err: i32) -> ! {
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&stage.to_ne_bytes());
+    msg[4..].copy_from_slice(&err.to_ne_bytes());
+    // SAFETY: send of an 8-byte buffer on this stack.
+    unsafe {
+        sc!(
+            libc::SYS_sendto,
+            sock,
+            msg.as_ptr(),
+            8,
+            libc::MSG_NOSIGNAL,
+            0,
+            0
+        )
+    };
+    sys::child_exit(1)
+}
+
+/// A box's init (pid 1 of its run's PID namespace). It shares the judge's memory
 /// and thread-local storage (see [`raw`]): raw system calls only, no `errno`.
+///
+/// It sets itself up right away (namespaces, a private copy of the box's mount
+/// namespace with a fresh `/proc`), then waits for its run on the command socket;
+/// if the judge goes away instead (the socket's other end closes), it exits, and
+/// the kernel tears its namespaces down. With the run it starts the program
+/// vfork-style, reaps every process that ends up as its child, and reports the
+/// program's wait status on the socket when the program ends — or exits at once if
+/// the judge goes away meanwhile, which kills every process of the namespace.
 ///
 /// Init stays out of the run's cgroups; only the program (and what it starts) is
 /// put there. That keeps init's work off the contestant's CPU time, and above all
 /// keeps init away from the run's OOM killer: the OOM killer picks the process with
 /// the most resident memory — init's would be the judge's — and kills every process
 /// sharing the victim's memory, which would be the judge itself.
-fn box_init(a: &InitArgs) -> ! {
-    let fail = |st: u32, e: i32| -> ! { sys::child_fail(a.report, st, e) };
-    // Init needs no signal (SIGKILL cannot be blocked), and a handler the judge
-    // installed must never run here.
+fn box_init(a: &SpawnArgs) -> ! {
+    let sock = a.sock;
+    let fail = |st: u32, e: i32| -> ! { init_fail(sock, st, e) };
+    // Init takes signals through a signalfd only (SIGKILL cannot be blocked), and a
+    // handler the judge installed must never run here.
     let all: u64 = !0;
     // SAFETY: rt_sigprocmask with an 8-byte kernel sigset on this stack.
     unsafe {
@@ -964,26 +1161,8 @@ fn box_init(a: &InitArgs) -> ! {
             8
         )
     };
-    // Keep only what init and the program need (other threads' descriptors go).
-    let mut keep = [
-        a.report,
-        a.status,
-        a.netns,
-        a.mntns,
-        a.stdio[0],
-        a.stdio[1],
-        a.stdio[2],
-        a.cgroup_fd.unwrap_or(-1),
-        -1,
-        -1,
-        -1,
-        -1,
-        -1,
-    ];
-    for (slot, fd) in keep[8..].iter_mut().zip(a.join.iter()) {
-        *slot = *fd;
-    }
-    sys::close_all_except_many(3, &mut keep);
+    // Keep only the socket and the namespaces (the judge's other descriptors go).
+    sys::close_all_except_many(0, &mut [sock, a.netns, a.mntns]);
     let ok = |r: isize, st: u32| {
         if let Err(e) = raw::check(r) {
             fail(st, e);
@@ -991,18 +1170,6 @@ fn box_init(a: &InitArgs) -> ! {
     };
     // SAFETY: raw syscalls on data prepared before the clone (whole block).
     unsafe {
-        // If the judge dies, init dies, and with it the whole PID namespace.
-        ok(
-            sc!(
-                libc::SYS_prctl,
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL,
-                0,
-                0,
-                0
-            ),
-            stage::PDEATHSIG,
-        );
         ok(
             sc!(libc::SYS_setns, a.netns, libc::CLONE_NEWNET),
             stage::SETNS_NET,
@@ -1011,39 +1178,15 @@ fn box_init(a: &InitArgs) -> ! {
             sc!(libc::SYS_setns, a.mntns, libc::CLONE_NEWNS),
             stage::SETNS_MNT,
         );
+        // A private copy of the box's mounts: this run's /proc is mounted there, while
+        // the previous run of the box may still use its own.
+        ok(sc!(libc::SYS_unshare, libc::CLONE_NEWNS), stage::SETNS_MNT);
+        sc!(libc::SYS_close, a.netns);
+        sc!(libc::SYS_close, a.mntns);
         ok(
             sc!(libc::SYS_sethostname, c"box".as_ptr(), 3),
             stage::HOSTNAME,
         );
-        // Size the tmpfs mounts for this run (skipped when the previous run of this box
-        // used the same options).
-        if let Some((box_opts, tmp_opts)) = a.remount {
-            let flags = libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV;
-            ok(
-                sc!(
-                    libc::SYS_mount,
-                    0,
-                    c"/box".as_ptr(),
-                    0,
-                    flags,
-                    box_opts.as_ptr()
-                ),
-                stage::REMOUNT_BOX,
-            );
-            ok(
-                sc!(
-                    libc::SYS_mount,
-                    0,
-                    c"/tmp".as_ptr(),
-                    0,
-                    flags,
-                    tmp_opts.as_ptr()
-                ),
-                stage::REMOUNT_TMP,
-            );
-        }
-        // The previous run's /proc (of a dead PID namespace) goes; a fresh one comes.
-        sc!(libc::SYS_umount2, c"/proc".as_ptr(), libc::MNT_DETACH);
         let pflags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
         ok(
             sc!(
@@ -1056,7 +1199,8 @@ fn box_init(a: &InitArgs) -> ! {
             ),
             stage::MOUNT_PROC,
         );
-        // SIGCHLD must not be ignored, or children are reaped behind wait4's back.
+        // SIGCHLD must not be ignored (children would be reaped behind wait4's
+        // back); it is read through a signalfd.
         let dfl = raw::KernelSigaction::default();
         sc!(
             libc::SYS_rt_sigaction,
@@ -1065,18 +1209,117 @@ fn box_init(a: &InitArgs) -> ! {
             0,
             8
         );
+        let chld: u64 = 1 << (libc::SIGCHLD - 1);
+        let sfd = sc!(
+            libc::SYS_signalfd4,
+            -1i32,
+            &chld as *const u64,
+            8,
+            libc::SFD_CLOEXEC | libc::SFD_NONBLOCK
+        );
+        let sfd = match raw::check(sfd) {
+            Ok(fd) => fd as RawFd,
+            Err(e) => fail(stage::FORK, e),
+        };
+        // Wait for the run: the address of its RunArgs and its descriptors.
+        let mut addr = [0u8; 8];
+        let mut iov = libc::iovec {
+            iov_base: addr.as_mut_ptr().cast(),
+            iov_len: 8,
+        };
+        let mut cbuf = [0u64; 8];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&cbuf);
+        let n = loop {
+            let r = sc!(
+                libc::SYS_recvmsg,
+                sock,
+                &mut msg as *mut libc::msghdr,
+                libc::MSG_CMSG_CLOEXEC
+            );
+            match raw::check(r) {
+                Err(libc::EINTR) => continue,
+                Ok(n) => break n,
+                Err(_) => sys::child_exit(0),
+            }
+        };
+        if n != 8 {
+            // The judge closed its end: this box is gone.
+            sys::child_exit(0);
+        }
+        let mut fds = [-1 as RawFd; MAX_RUN_FDS];
+        let mut nfds = 0;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS
+        {
+            let data_len = (*c).cmsg_len - libc::CMSG_LEN(0) as usize;
+            nfds = (data_len / std::mem::size_of::<RawFd>()).min(MAX_RUN_FDS);
+            std::ptr::copy_nonoverlapping(
+                libc::CMSG_DATA(c).cast::<RawFd>(),
+                fds.as_mut_ptr(),
+                nfds,
+            );
+        }
+        // SAFETY (of the dereference): the judge sent the address of a RunArgs that
+        // lives until it has reaped this process.
+        let run = &*(usize::from_ne_bytes(addr) as *const RunArgs);
+        if nfds < 4 + run.joins.max(1) {
+            fail(stage::STDIO, libc::EBADF);
+        }
+        let report = fds[3];
+        let (join, cgroup_fd) = if run.joins > 0 {
+            (&fds[4..4 + run.joins], None)
+        } else {
+            (&fds[4..4], Some(fds[4]))
+        };
+        let rfail = |st: u32, e: i32| -> ! { sys::child_fail(report, st, e) };
+        let rok = |r: isize, st: u32| {
+            if let Err(e) = raw::check(r) {
+                rfail(st, e);
+            }
+        };
+        // Size the tmpfs mounts for this run (skipped when the previous run of this box
+        // used the same options).
+        if let Some((box_opts, tmp_opts)) = run.remount {
+            let flags = libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV;
+            rok(
+                sc!(
+                    libc::SYS_mount,
+                    0,
+                    c"/box".as_ptr(),
+                    0,
+                    flags,
+                    box_opts.as_ptr()
+                ),
+                stage::REMOUNT_BOX,
+            );
+            rok(
+                sc!(
+                    libc::SYS_mount,
+                    0,
+                    c"/tmp".as_ptr(),
+                    0,
+                    flags,
+                    tmp_opts.as_ptr()
+                ),
+                stage::REMOUNT_TMP,
+            );
+        }
         // The program: a vfork-style child on its own stack, sharing memory until its
         // execve (init waits meanwhile), so nothing is copied.
         let pargs = ProgramArgs {
-            join: a.join,
-            prepared: a.prepared,
-            stdio: a.stdio,
-            report: a.report,
+            join,
+            prepared: run.prepared,
+            stdio: [fds[0], fds[1], fds[2]],
+            report,
         };
         let parg = &pargs as *const ProgramArgs as *mut libc::c_void;
-        let (lo, size) = a.program_stack;
+        let (lo, size) = run.program_stack;
         let cflags = (libc::CLONE_VM | libc::CLONE_VFORK) as u64;
-        let r = match a.cgroup_fd {
+        let r = match cgroup_fd {
             // v2: born in the run's cgroup (no migration, no lock).
             Some(cg) => {
                 let mut cargs = sys::CloneArgs {
@@ -1111,21 +1354,58 @@ fn box_init(a: &InitArgs) -> ! {
         };
         let pid = match raw::check(r) {
             Ok(pid) => pid as libc::pid_t,
-            Err(e) => fail(stage::FORK, e),
+            Err(e) => rfail(stage::FORK, e),
         };
-        // Init keeps only the status pipe: the program's descriptors must not be held
-        // open by it (an output pipe would never see EOF).
-        sys::close_all_from(0, a.status);
+        // Init keeps only the socket and the signalfd: the program's descriptors must
+        // not be held open by it (an output pipe would never see EOF).
+        sys::close_all_except_many(0, &mut [sock, sfd]);
         loop {
-            let mut st: i32 = 0;
-            let r = sc!(libc::SYS_wait4, -1i32, &mut st as *mut i32, libc::__WALL, 0);
-            match raw::check(r) {
-                Ok(p) if p as libc::pid_t == pid => {
-                    let _ = sys::write_all_raw(a.status, &st.to_ne_bytes());
-                    sys::child_exit(0);
+            let mut pfd = [
+                libc::pollfd {
+                    fd: sock,
+                    events: 0,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: sfd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            let r = sc!(libc::SYS_poll, pfd.as_mut_ptr(), 2, -1i32);
+            if raw::check(r).is_ok() && pfd[0].revents != 0 {
+                // The judge is gone: end the run (the namespace dies with init).
+                sys::child_exit(1);
+            }
+            let mut drain = [0u8; 128 * 4];
+            while raw::check(sc!(libc::SYS_read, sfd, drain.as_mut_ptr(), drain.len())).is_ok() {}
+            loop {
+                let mut st: i32 = 0;
+                let r = sc!(
+                    libc::SYS_wait4,
+                    -1i32,
+                    &mut st as *mut i32,
+                    libc::WNOHANG | libc::__WALL,
+                    0
+                );
+                match raw::check(r) {
+                    Ok(0) => break,
+                    Ok(p) if p as libc::pid_t == pid => {
+                        let b = st.to_ne_bytes();
+                        sc!(
+                            libc::SYS_sendto,
+                            sock,
+                            b.as_ptr(),
+                            4,
+                            libc::MSG_NOSIGNAL,
+                            0,
+                            0
+                        );
+                        sys::child_exit(0);
+                    }
+                    Ok(_) | Err(libc::EINTR) => {}
+                    Err(_) => break,
                 }
-                Ok(_) | Err(libc::EINTR) => {}
-                Err(_) => sys::child_exit(1),
             }
         }
     }

@@ -117,6 +117,12 @@ macro_rules! sc {
             [$a as usize, $b as usize, $c as usize, $d as usize, $e as usize, 0],
         )
     };
+    ($nr:expr, $a:expr, $b:expr, $c:expr, $d:expr, $e:expr, $f:expr $(,)?) => {
+        $crate::sandbox::raw::syscall(
+            $nr,
+            [$a as usize, $b as usize, $c as usize, $d as usize, $e as usize, $f as usize],
+        )
+    };
 }
 pub(crate) use sc;
 
@@ -222,9 +228,19 @@ pub(crate) const CHILD_STACK: usize = 256 << 10;
 
 const PAGE: usize = 4096;
 
-/// Two stacks for the children of one run — the box's init and the program before
-/// `execve` — each above a guard page, mapped once per box and reused by its runs
-/// (a box runs one program at a time).
+/// Number of stacks in [`ChildStacks`].
+const STACKS: usize = 3;
+
+/// Indexes of the two init stacks.
+pub(crate) const INIT_STACKS: [usize; 2] = [0, 1];
+
+/// Index of the program's stack.
+pub(crate) const PROGRAM_STACK: usize = 2;
+
+/// The stacks of a box's children, each above a guard page, mapped once per box:
+/// two for inits ([`INIT_STACKS`]: a box's next init is made while the current one
+/// still waits for its program) and one for the program before `execve`
+/// ([`PROGRAM_STACK`]; a box runs one program at a time).
 ///
 /// The pages are touched when mapped, by the judge: they are charged to the judge's
 /// memory cgroup, never to a run's, and no page fault happens on them in a child.
@@ -240,11 +256,11 @@ unsafe impl Send for ChildStacks {}
 unsafe impl Sync for ChildStacks {}
 
 impl ChildStacks {
-    /// Maps and pre-faults the two stacks (`2 × (4 KiB guard + CHILD_STACK)`).
+    /// Maps and pre-faults the stacks (`STACKS × (4 KiB guard + CHILD_STACK)`).
     ///
     /// Errors: the `mmap`/`mprotect` failure.
     pub fn new() -> io::Result<ChildStacks> {
-        let len = 2 * (PAGE + CHILD_STACK);
+        let len = STACKS * (PAGE + CHILD_STACK);
         // SAFETY: anonymous private mapping; checked below.
         let base = unsafe {
             libc::mmap(
@@ -263,7 +279,7 @@ impl ChildStacks {
             base: base.cast(),
             len,
         };
-        for i in 0..2 {
+        for i in 0..STACKS {
             let guard = stacks.region(i);
             // SAFETY: the guard page lies inside our mapping.
             if unsafe { libc::mprotect(guard.cast(), PAGE, libc::PROT_NONE) } != 0 {
@@ -276,13 +292,13 @@ impl ChildStacks {
     }
 
     fn region(&self, i: usize) -> *mut u8 {
-        // SAFETY: i < 2: inside the mapping.
+        // SAFETY: i < STACKS: inside the mapping.
         unsafe { self.base.add(i * (PAGE + CHILD_STACK)) }
     }
 
-    /// Lowest address of stack `i` (0: init, 1: program) and its size in bytes.
+    /// Lowest address of stack `i` and its size in bytes.
     pub fn stack(&self, i: usize) -> (*mut u8, usize) {
-        assert!(i < 2, "two stacks");
+        assert!(i < STACKS, "stack {i} of {STACKS}");
         // SAFETY: inside the mapping, after the guard page.
         (unsafe { self.region(i).add(PAGE) }, CHILD_STACK)
     }
@@ -325,7 +341,7 @@ mod tests {
     #[test]
     fn stacks_are_mapped_with_guards() {
         let s = ChildStacks::new().unwrap();
-        for i in 0..2 {
+        for i in 0..STACKS {
             let (lo, len) = s.stack(i);
             assert_eq!(len, CHILD_STACK);
             assert_eq!(lo as usize % PAGE, 0);

@@ -22,7 +22,7 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use super::raw::{self, sc};
 
@@ -265,35 +265,6 @@ pub(crate) unsafe fn spawn_on_stack(
         pid: pid as libc::pid_t,
         pidfd,
     })
-}
-
-/// Kills (SIGKILL through the pidfd) and reaps a child when dropped, unless
-/// [`Reaper::disarm`]ed: whatever way a run's code leaves (an early return, a
-/// panic), a child sharing the judge's memory never outlives the data it reads.
-pub(crate) struct Reaper<'a> {
-    child: &'a Child,
-    armed: bool,
-}
-
-impl<'a> Reaper<'a> {
-    /// Guards `child`.
-    pub fn new(child: &'a Child) -> Reaper<'a> {
-        Reaper { child, armed: true }
-    }
-
-    /// The child was reaped by the caller: nothing left to do.
-    pub fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for Reaper<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            pidfd_kill(self.child.pidfd.as_raw_fd(), libc::SIGKILL);
-            let _ = wait_pid(self.child.pid);
-        }
-    }
 }
 
 /// Waits for `pid` (a direct child) and returns its raw wait status, retrying on EINTR.

@@ -1165,3 +1165,73 @@ fn tmpfs_filling_oom_never_picks_the_judge() {
     assert_eq!(o.stdout, b"alive\n");
     assert_eq!(ballast.iter().map(|&b| b as u64).sum::<u64>(), 512 << 20);
 }
+
+/// Pids of processes whose command line is exactly `argv`.
+fn pids_running(argv: &[&str]) -> Vec<u32> {
+    let want = argv.join("\0") + "\0";
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want.as_bytes())
+        })
+        .collect()
+}
+
+/// The judge killed with SIGKILL mid-run: the box's init notices (its command socket
+/// closes) and takes the run down — program, background children and the box's
+/// waiting inits — instead of leaving them running unsupervised.
+#[test]
+fn judge_killed_mid_run_takes_its_boxes_down() {
+    require_root!();
+    let _h = Harness::new();
+    let mut judge = std::process::Command::new(env!("CARGO_BIN_EXE_judge"))
+        .args(["sandbox", "run", "--time", "60s", "--wall", "60s", "--"])
+        .args(["/bin/sh", "-c", "sleep 986 & exec sleep 987"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while pids_running(&["sleep", "987"]).is_empty() || pids_running(&["sleep", "986"]).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The judge's children: the run's init and the box's next init, made ahead.
+    let children: Vec<u32> = std::fs::read_dir(format!("/proc/{}/task", judge.id()))
+        .unwrap()
+        .flatten()
+        .map(|t| std::fs::read_to_string(t.path().join("children")).unwrap_or_default() + " ")
+        .collect::<String>()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(!children.is_empty(), "no box init found");
+    judge.kill().unwrap();
+    judge.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left: Vec<u32> = pids_running(&["sleep", "987"])
+            .into_iter()
+            .chain(pids_running(&["sleep", "986"]))
+            .chain(
+                children
+                    .iter()
+                    .copied()
+                    .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists()),
+            )
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "processes of the dead judge's boxes still alive: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
