@@ -14,11 +14,13 @@
 //! The keeper never makes a run wait or fail: with the stock empty a run creates its
 //! cgroup inline as before, and when removals pile up (more than [`MAX_RETIRED`]) the
 //! run removes its own. Dropping the keeper stops the thread and removes its stock
-//! and pending removals; cgroups of a judge that died are removed by the next one's
-//! [`CgroupRoot::sweep_stale`] (stocked cgroups carry the usual `<tag>-<pid>-<n>`
-//! names).
+//! and pending removals, and so does the process's exit (an `atexit` hook: a sandbox
+//! kept in a `static` is never dropped); cgroups of a judge that died are removed by
+//! the next one's [`CgroupRoot::sweep_stale`] (stocked cgroups carry the usual
+//! `<tag>-<pid>-<n>` names).
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -75,6 +77,8 @@ struct State {
     /// Whether the keeper thread is working outside the lock.
     busy: bool,
     stop: bool,
+    /// Set by the keeper thread when it has stopped and removed everything it held.
+    done: bool,
 }
 
 impl State {
@@ -120,6 +124,7 @@ impl CgroupKeeper {
                 keep(&s)
             })
             .map_err(|e| SandboxError::Internal(format!("start the cgroup keeper: {e}")))?;
+        register(&shared);
         Ok(CgroupKeeper {
             shared,
             thread: Some(thread),
@@ -226,8 +231,7 @@ impl CgroupKeeper {
 
 impl Drop for CgroupKeeper {
     fn drop(&mut self) {
-        lock(&self.shared.state).stop = true;
-        self.shared.work.notify_one();
+        self.shared.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -303,8 +307,83 @@ fn keep(sh: &Shared) {
     }
     let mut st = lock(&sh.state);
     st.busy = false;
+    st.done = true;
     drop(st);
     sh.quiet.notify_all();
+}
+
+impl Shared {
+    /// Tells the keeper thread to remove everything it holds and end.
+    fn stop(&self) {
+        lock(&self.state).stop = true;
+        self.work.notify_one();
+    }
+
+    /// Waits until the keeper thread has ended (after [`Shared::stop`]), at most until
+    /// `deadline`; returns whether it did.
+    fn wait_done(&self, deadline: Instant) -> bool {
+        let mut st = lock(&self.state);
+        while !st.done {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self
+                .quiet
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+/// Keepers of this process, for [`stop_all`] at exit.
+static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+
+/// The process that installed the exit hook: a forked child calling `exit` (none of
+/// ours does: they `_exit`) has no keeper thread to wait for.
+static HOOK_PID: AtomicU32 = AtomicU32::new(0);
+
+/// Records a new keeper (forgetting dropped ones) and installs the exit hook once.
+fn register(shared: &Arc<Shared>) {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        HOOK_PID.store(std::process::id(), Ordering::Relaxed);
+        // SAFETY: registers a plain `extern "C" fn()`; it does not unwind (poisoned
+        // locks are taken over, nothing else in it panics).
+        unsafe { libc::atexit(at_exit) };
+    });
+    let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+    live.retain(|w| w.strong_count() > 0);
+    live.push(Arc::downgrade(shared));
+}
+
+extern "C" fn at_exit() {
+    if HOOK_PID.load(Ordering::Relaxed) == std::process::id() {
+        stop_all(Duration::from_secs(2));
+    }
+}
+
+/// Stops every keeper of the process and waits (at most `timeout` in all) until each
+/// has removed its stock and pending removals. Runs still going afterwards create and
+/// remove their cgroups inline. Called at process exit.
+pub fn stop_all(timeout: Duration) {
+    // Both locks are only ever held for a few instructions, never across a call
+    // that could reach exit.
+    let live: Vec<Arc<Shared>> = LIVE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
+    for sh in &live {
+        sh.stop();
+    }
+    let deadline = Instant::now() + timeout;
+    for sh in &live {
+        sh.wait_done(deadline);
+    }
 }
 
 /// One stock cgroup: made, with `limits` applied when known; removed again on failure.
@@ -538,6 +617,34 @@ mod tests {
         fs::write(cg.path().join("memory.peak"), "4096\n").unwrap();
         assert_eq!(cg.memory_peak().unwrap(), Some(4096));
         k.finish(cg).unwrap();
+    }
+
+    #[test]
+    fn stopping_at_exit_removes_the_stock_and_runs_go_on_inline() {
+        let t = tempfile::tempdir().unwrap();
+        let l = v1(t.path());
+        let k = CgroupKeeper::new(l.root.clone(), "tk", false).unwrap();
+        let running = k.take(&SMALL).unwrap();
+        assert!(k.settle(SETTLE));
+        assert_eq!(k.stocked().len(), 2);
+        // What the exit hook does for every keeper (stop_all), for this one only: the
+        // other tests' keepers run in this process too.
+        k.shared.stop();
+        assert!(k.shared.wait_done(Instant::now() + SETTLE));
+        assert!(k.stocked().is_empty());
+        let left = run_folders(&l);
+        assert_eq!(
+            left.len(),
+            3,
+            "only the running cgroup's 3 folders: {left:?}"
+        );
+        // A run still going afterwards, and a new one, work inline.
+        k.finish(running).unwrap();
+        let late = k.take(&BIG).unwrap();
+        assert_eq!(limits_of(&l, late.path()), (512 << 20, 65));
+        k.finish(late).unwrap();
+        assert_eq!(run_folders(&l), Vec::<PathBuf>::new());
+        drop(k);
     }
 
     #[test]
