@@ -242,8 +242,10 @@ pub(crate) const PROGRAM_STACK: usize = 2;
 /// still waits for its program) and one for the program before `execve`
 /// ([`PROGRAM_STACK`]; a box runs one program at a time).
 ///
-/// The pages are touched when mapped, by the judge: they are charged to the judge's
-/// memory cgroup, never to a run's, and no page fault happens on them in a child.
+/// Pages are faulted in by the children that use them (a few at the top of each
+/// stack) and stay: they belong to the judge's memory, so they are charged to the
+/// judge's memory cgroup (the memory's owner), never to a run's. Only those pages
+/// are resident: mapping the stacks costs the judge no memory up front.
 pub(crate) struct ChildStacks {
     base: *mut u8,
     len: usize,
@@ -256,7 +258,7 @@ unsafe impl Send for ChildStacks {}
 unsafe impl Sync for ChildStacks {}
 
 impl ChildStacks {
-    /// Maps and pre-faults the stacks (`STACKS × (4 KiB guard + CHILD_STACK)`).
+    /// Maps the stacks (`STACKS × (4 KiB guard + CHILD_STACK)`).
     ///
     /// Errors: the `mmap`/`mprotect` failure.
     pub fn new() -> io::Result<ChildStacks> {
@@ -285,8 +287,6 @@ impl ChildStacks {
             if unsafe { libc::mprotect(guard.cast(), PAGE, libc::PROT_NONE) } != 0 {
                 return Err(io::Error::last_os_error());
             }
-            // SAFETY: the stack pages lie inside our mapping, right after the guard.
-            unsafe { std::ptr::write_bytes(guard.add(PAGE), 0, CHILD_STACK) };
         }
         Ok(stacks)
     }
