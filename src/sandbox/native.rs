@@ -1187,6 +1187,8 @@ fn box_init(a: &SpawnArgs) -> ! {
             sc!(libc::SYS_sethostname, c"box".as_ptr(), 3),
             stage::HOSTNAME,
         );
+        // hidepid=2: the program sees only processes of its own uid; init (root,
+        // whose memory and command line are the judge's) stays invisible.
         let pflags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
         ok(
             sc!(
@@ -1195,7 +1197,7 @@ fn box_init(a: &SpawnArgs) -> ! {
                 c"/proc".as_ptr(),
                 c"proc".as_ptr(),
                 pflags,
-                0
+                c"hidepid=2".as_ptr()
             ),
             stage::MOUNT_PROC,
         );

@@ -75,7 +75,8 @@ fn s5_environment_and_view() {
     require_root!();
     let h = Harness::new();
     let o = h.run(&sh(
-        "env; echo ---; id; echo ---; ls /; echo ---; ls /proc | grep -c '^[0-9]'; hostname",
+        "env; echo ---; id; echo ---; ls /; echo ---; ls /proc | grep -c '^[0-9]'; hostname; \
+         echo ---; cat /proc/1/cmdline; ls -d /proc/1; true",
         limits(1000, 3000, 64),
     ));
     assert_eq!(o.status, Status::Ok, "{o:?}");
@@ -100,11 +101,17 @@ fn s5_environment_and_view() {
         root,
         ["bin", "box", "dev", "etc", "lib", "lib64", "proc", "sbin", "tmp", "usr"]
     );
-    // /proc shows only the box's processes: init, sh, ls/grep (a handful).
+    // /proc shows only the box's processes of the box's uid: sh, ls/grep (a handful);
+    // init (root, sharing the judge's memory and command line) is invisible.
     let mut last = parts[3].lines();
     let nprocs: u32 = last.next().unwrap().trim().parse().unwrap();
-    assert!(nprocs <= 5, "{nprocs} processes visible");
+    assert!(nprocs <= 4, "{nprocs} processes visible");
     assert_eq!(last.next(), Some("box"));
+    assert_eq!(parts[4], "", "init visible: {:?}", parts[4]);
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("judge"),
+        "{out}"
+    );
 }
 
 /// S7: fork bomb with setsid: time or wall limit, every descendant killed.
@@ -909,7 +916,8 @@ print(shm >= 0, msg >= 0, sem >= 0)
         limits(1000, 3000, 64),
     ));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(out, "/box:\n\n/tmp:\n0\n4\n", "{out}");
+    // Three processes visible: sh, ls and grep (init is hidden: hidepid=2).
+    assert_eq!(out, "/box:\n\n/tmp:\n0\n3\n", "{out}");
 }
 
 /// Input files larger than what a warm box's tmpfs was last sized for still fit (a
