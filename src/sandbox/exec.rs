@@ -292,6 +292,13 @@ pub(crate) fn program_child(p: &Prepared, stdio: [RawFd; 3], report: RawFd) -> !
             sys::child_fail(report, stage::RLIMIT, e);
         }
     }
+    // A session of its own: the terminal's Ctrl-C (SIGINT to the judge's foreground
+    // process group) and kill(0, …) of another program started by the same judge
+    // process group never reach it.
+    // SAFETY: setsid takes no arguments; a fresh child is never a group leader.
+    if let Err(e) = raw::check(unsafe { sc!(libc::SYS_setsid) }) {
+        sys::child_fail(report, stage::PRIVILEGES, e);
+    }
     if let Err(e) = sys::child_drop_privileges(p.uid, p.gid) {
         sys::child_fail(report, stage::PRIVILEGES, e);
     }

@@ -80,6 +80,10 @@ macro_rules! paste_nr {
     (open_tree) => {
         libc::SYS_open_tree
     };
+    (open_tree_attr) => {
+        // Linux 6.15; not in the libc crate yet (x86_64 number).
+        467
+    };
     (move_mount) => {
         libc::SYS_move_mount
     };
@@ -206,6 +210,11 @@ pub const DENY: &[Rule] = &[
     rule!(pivot_root, EPERM, "change the root filesystem"),
     rule!(chroot, EPERM, "change the root folder"),
     rule!(open_tree, EPERM, "new mount API: clone mounts"),
+    rule!(
+        open_tree_attr,
+        EPERM,
+        "new mount API: clone mounts and set their attributes"
+    ),
     rule!(move_mount, EPERM, "new mount API: attach mounts"),
     rule!(fsopen, EPERM, "new mount API: create filesystems"),
     rule!(fsconfig, EPERM, "new mount API: configure filesystems"),

@@ -1243,3 +1243,22 @@ fn judge_killed_mid_run_takes_its_boxes_down() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// The program leads a session of its own: the terminal's Ctrl-C to a foreground
+/// `judge serve` (SIGINT to its process group) and kill(0, …) from a program of
+/// another judge in the same process group never reach it.
+#[test]
+fn program_leads_its_own_session() {
+    require_root!();
+    let h = Harness::new();
+    let o = h.run(&sh(
+        "echo $$; cut -d' ' -f5,6 /proc/$$/stat",
+        limits(1000, 3000, 64),
+    ));
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let mut lines = out.lines();
+    let pid = lines.next().unwrap();
+    // Process group and session are both the program's own pid.
+    assert_eq!(lines.next(), Some(format!("{pid} {pid}").as_str()), "{out}");
+}
