@@ -45,13 +45,13 @@ fi
 if ((deps_only)); then exit 0; fi
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "install.sh: cargo not found; install Rust 1.85 or newer with rustup (https://rustup.rs; Debian 12 and Ubuntu 24.04 ship older versions) and re-run" >&2
+  echo "install.sh: cargo not found; install Rust 1.87 or newer with rustup (https://rustup.rs; Debian 12 and Ubuntu 24.04 ship older versions) and re-run" >&2
   exit 1
 fi
 rust_version=$(rustc --version | awk '{print $2}')
 IFS=. read -r rust_major rust_minor _ <<<"$rust_version"
-if ((rust_major < 1 || (rust_major == 1 && rust_minor < 85))); then
-  echo "install.sh: Rust $rust_version is too old; judge needs 1.85 or newer (rustup update, or https://rustup.rs)" >&2
+if ((rust_major < 1 || (rust_major == 1 && rust_minor < 87))); then
+  echo "install.sh: Rust $rust_version is too old; judge needs 1.87 or newer (rustup update, or https://rustup.rs)" >&2
   exit 1
 fi
 cargo build --release --locked
