@@ -80,27 +80,53 @@ fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | 0x0c | b'\n' | b'\r' | b'\t' | 0x0b)
 }
 
-/// Splits `s` into alternating whitespace runs and tokens: `ws[0] tok[0] ws[1] tok[1] … ws[n]`.
-fn split(s: &[u8]) -> (Vec<&[u8]>, Vec<&[u8]>) {
-    let mut toks = Vec::new();
-    let mut ws = Vec::new();
-    let mut i = 0;
-    loop {
-        let start = i;
-        while i < s.len() && is_ws(s[i]) {
-            i += 1;
+/// Walks `s` as alternating whitespace runs and tokens, `ws[0] tok[0] ws[1] tok[1] …
+/// ws[n]`: each item is a whitespace run and the token after it (`None` after the
+/// last run). Streaming, so that judging a huge output allocates nothing per token.
+struct Pieces<'a> {
+    s: &'a [u8],
+    i: usize,
+    done: bool,
+}
+
+impl<'a> Pieces<'a> {
+    fn new(s: &'a [u8]) -> Pieces<'a> {
+        Pieces {
+            s,
+            i: 0,
+            done: false,
         }
-        ws.push(&s[start..i]);
-        if i == s.len() {
-            break;
-        }
-        let start = i;
-        while i < s.len() && !is_ws(s[i]) {
-            i += 1;
-        }
-        toks.push(&s[start..i]);
     }
-    (toks, ws)
+
+    /// Number of tokens left.
+    fn tokens_left(self) -> usize {
+        self.filter(|(_, t)| t.is_some()).count()
+    }
+}
+
+impl<'a> Iterator for Pieces<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let s = self.s;
+        let start = self.i;
+        while self.i < s.len() && is_ws(s[self.i]) {
+            self.i += 1;
+        }
+        let ws = &s[start..self.i];
+        if self.i == s.len() {
+            self.done = true;
+            return Some((ws, None));
+        }
+        let start = self.i;
+        while self.i < s.len() && !is_ws(s[self.i]) {
+            self.i += 1;
+        }
+        Some((ws, Some(&s[start..self.i])))
+    }
 }
 
 /// Whether `t` matches the spec's float grammar:
@@ -176,50 +202,59 @@ fn line_of(s: &[u8], tok: &[u8]) -> usize {
 /// Returns `Ok(())` for AC and `Err(message)` for WA; the message names the position
 /// and the team's token, never the expected answer (it may be shown to teams).
 pub fn default_validate(answer: &[u8], output: &[u8], flags: &DefaultFlags) -> Result<(), String> {
-    let (atoks, aws) = split(answer);
-    let (otoks, ows) = split(output);
-    for (k, (a, o)) in atoks.iter().zip(otoks.iter()).enumerate() {
-        if !token_matches(a, o, flags) {
-            return Err(format!(
-                "wrong answer at token {} (line {} of the output): got {}",
-                k + 1,
-                line_of(output, o),
-                show(o)
-            ));
+    let mut apieces = Pieces::new(answer);
+    let mut opieces = Pieces::new(output);
+    // Tokens compared so far, and the first whitespace run that differs (reported only
+    // when every token matches).
+    let mut k = 0usize;
+    let mut ws_differs: Option<usize> = None;
+    loop {
+        let (Some((aw, atok)), Some((ow, otok))) = (apieces.next(), opieces.next()) else {
+            unreachable!("both walks end with a (run, None) item and stop after it");
+        };
+        if flags.space_change_sensitive && ws_differs.is_none() && aw != ow {
+            ws_differs = Some(k);
         }
-    }
-    if otoks.len() < atoks.len() {
-        return Err(format!(
-            "output ends too early: {} tokens, the answer has {}",
-            otoks.len(),
-            atoks.len()
-        ));
-    }
-    if otoks.len() > atoks.len() {
-        let extra = otoks[atoks.len()];
-        return Err(format!(
-            "extra output: {} tokens, the answer has {}; first extra token {} on line {}",
-            otoks.len(),
-            atoks.len(),
-            show(extra),
-            line_of(output, extra)
-        ));
-    }
-    if flags.space_change_sensitive {
-        for (k, (a, o)) in aws.iter().zip(ows.iter()).enumerate() {
-            if a != o {
-                let where_ = if k == 0 {
-                    "before the first token".to_string()
-                } else if k == aws.len() - 1 {
-                    "after the last token".to_string()
-                } else {
-                    format!("after token {k}")
-                };
+        match (atok, otok) {
+            (Some(a), Some(o)) => {
+                if !token_matches(a, o, flags) {
+                    return Err(format!(
+                        "wrong answer at token {} (line {} of the output): got {}",
+                        k + 1,
+                        line_of(output, o),
+                        show(o)
+                    ));
+                }
+                k += 1;
+            }
+            (None, None) => break,
+            (Some(_), None) => {
                 return Err(format!(
-                    "whitespace differs {where_} (space_change_sensitive)"
+                    "output ends too early: {k} tokens, the answer has {}",
+                    k + 1 + apieces.tokens_left()
+                ));
+            }
+            (None, Some(extra)) => {
+                return Err(format!(
+                    "extra output: {} tokens, the answer has {k}; first extra token {} on line {}",
+                    k + 1 + opieces.tokens_left(),
+                    show(extra),
+                    line_of(output, extra)
                 ));
             }
         }
+    }
+    if let Some(run) = ws_differs {
+        let where_ = if run == 0 {
+            "before the first token".to_string()
+        } else if run == k {
+            "after the last token".to_string()
+        } else {
+            format!("after token {run}")
+        };
+        return Err(format!(
+            "whitespace differs {where_} (space_change_sensitive)"
+        ));
     }
     Ok(())
 }
