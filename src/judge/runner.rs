@@ -260,7 +260,8 @@ fn with_newline(s: &str) -> String {
 /// The [`RunSpec`] of one run of a compiled submission on `problem` with CPU limit
 /// `tl_ms`: the compiled files, the language's run argv, environment, mounts and pids;
 /// wall limit [`wall_limit_ms`]; the problem's memory limit; its output limit as the
-/// file size limit (stdout's cap is the caller's `stdout`); stderr captured up to 64 KiB.
+/// file size limit (stdout's cap is the caller's `stdout`); stderr: first 64 KiB kept,
+/// more than the output limit in all is an output limit.
 pub fn submission_run_spec(
     compiled: &Compiled,
     problem: &Problem,
@@ -274,9 +275,12 @@ pub fn submission_run_spec(
         files: compiled.files.clone(),
         stdin,
         stdout,
-        stderr: Output::Capture {
-            limit: STDERR_CAP,
-            kill_on_overflow: false,
+        // The first 64 KiB are kept (messages, markers such as Java's
+        // OutOfMemoryError); writing more than the output limit to stderr is an output
+        // limit, as on stdout (case S10).
+        stderr: Output::CaptureHead {
+            keep: STDERR_CAP,
+            limit: problem.output_bytes,
         },
         mounts: compiled.mounts.clone(),
         limits: Limits {

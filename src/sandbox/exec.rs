@@ -332,9 +332,14 @@ pub(crate) fn program_child(p: &Prepared, stdio: [RawFd; 3], report: RawFd) -> !
 /// A pipe the host reads a captured stream from.
 pub(crate) struct Capture {
     read: OwnedFd,
+    /// Bytes kept in `buf`.
+    keep: u64,
+    /// Most bytes the program may write in all (checked when `kill_on_overflow`).
     limit: u64,
     kill_on_overflow: bool,
     buf: Vec<u8>,
+    /// Bytes read so far.
+    total: u64,
     truncated: bool,
     eof: bool,
 }
@@ -368,15 +373,16 @@ impl Capture {
                 return false;
             }
             let data = &chunk[..n as usize];
-            let room = (self.limit as usize).saturating_sub(self.buf.len());
+            self.total += data.len() as u64;
+            let room = (self.keep as usize).saturating_sub(self.buf.len());
             if data.len() > room {
                 self.buf.extend_from_slice(&data[..room]);
                 self.truncated = true;
-                if self.kill_on_overflow {
-                    return true;
-                }
             } else {
                 self.buf.extend_from_slice(data);
+            }
+            if self.kill_on_overflow && self.total > self.limit {
+                return true;
             }
         }
     }
@@ -465,10 +471,15 @@ impl Stdio {
             outs.push(match o {
                 Output::Null => open_host("/dev/null".as_ref(), true)?,
                 Output::Fd(fd) => dup_fd(fd.as_raw_fd())?,
-                Output::Capture {
-                    limit,
-                    kill_on_overflow,
-                } => {
+                Output::Capture { .. } | Output::CaptureHead { .. } => {
+                    let (keep, limit, kill_on_overflow) = match o {
+                        Output::Capture {
+                            limit,
+                            kill_on_overflow,
+                        } => (*limit, *limit, *kill_on_overflow),
+                        Output::CaptureHead { keep, limit } => (*keep, *limit, true),
+                        _ => unreachable!("matched above"),
+                    };
                     let (r, w) = sys::pipe().map_err(io_internal("pipe"))?;
                     sys::set_nonblocking(r.as_raw_fd()).map_err(io_internal("pipe"))?;
                     // A larger pipe means fewer wake-ups for big outputs; best effort.
@@ -476,9 +487,11 @@ impl Stdio {
                     unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
                     captures[i] = Some(Capture {
                         read: r,
-                        limit: *limit,
-                        kill_on_overflow: *kill_on_overflow,
+                        keep,
+                        limit,
+                        kill_on_overflow,
                         buf: Vec::new(),
+                        total: 0,
                         truncated: false,
                         eof: false,
                     });

@@ -92,6 +92,17 @@ pub enum Output {
         /// solution) or merely truncated (stderr, compiler diagnostics).
         kill_on_overflow: bool,
     },
+    /// Captured like [`Output::Capture`], keeping only the first `keep` bytes, while
+    /// writing more than `limit` bytes in all ends the run with
+    /// [`Status::OutputLimit`]: a solution's stderr, whose content matters little but
+    /// whose volume must stay bounded (case S10: 200 MB on stderr is an output limit,
+    /// with the judge's memory flat).
+    CaptureHead {
+        /// Bytes kept.
+        keep: u64,
+        /// Most bytes the program may write in all.
+        limit: u64,
+    },
     /// An already open descriptor, e.g. one end of a pipe to an interactor.
     Fd(Arc<OwnedFd>),
 }

@@ -1262,3 +1262,30 @@ fn program_leads_its_own_session() {
     // Process group and session are both the program's own pid.
     assert_eq!(lines.next(), Some(format!("{pid} {pid}").as_str()), "{out}");
 }
+
+/// S10 (b): 200 MB written to stderr ends with an output limit at the cap, while only
+/// the first bytes are kept (the judge's memory stays flat).
+#[test]
+fn s10b_stderr_volume_is_an_output_limit() {
+    require_root!();
+    let h = Harness::new();
+    let mut spec = sh(
+        "head -c 200000000 /dev/zero >&2; echo done",
+        limits(5000, 10000, 64),
+    );
+    spec.stderr = Output::CaptureHead {
+        keep: 64 << 10,
+        limit: 16 << 20,
+    };
+    let o = h.run(&spec);
+    assert_eq!(o.status, Status::OutputLimit, "{o:?}");
+    assert_eq!(o.stderr.len(), 64 << 10);
+    assert!(o.stderr_truncated);
+    assert!(o.stdout.is_empty(), "{o:?}");
+    // Under the limit: kept head, no verdict.
+    spec.argv[2] = "head -c 1000000 /dev/zero >&2; echo done".into();
+    let o = h.run(&spec);
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    assert_eq!(o.stderr.len(), 64 << 10);
+    assert_eq!(o.stdout, b"done\n");
+}
