@@ -163,6 +163,18 @@ impl Prepared {
             .argv
             .first()
             .ok_or_else(|| SandboxError::InvalidSpec("empty argv".into()))?;
+        // Limits no program can start under are the caller's mistake, not a verdict.
+        if spec.limits.memory_bytes < 1 << 20 {
+            return Err(SandboxError::InvalidSpec(format!(
+                "memory limit of {} bytes is below 1 MiB: no program can start under it",
+                spec.limits.memory_bytes
+            )));
+        }
+        if spec.limits.pids == 0 {
+            return Err(SandboxError::InvalidSpec(
+                "pids limit 0: the program itself is a task".into(),
+            ));
+        }
         let argv: Vec<CString> = spec
             .argv
             .iter()
