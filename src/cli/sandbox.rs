@@ -170,6 +170,10 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Ok(o) => {
             out.write_all(&o.stdout)?;
             std::io::stderr().write_all(&o.stderr)?;
+            if o.stderr.last().is_some_and(|&b| b != b'\n') {
+                // The meta lines start on a line of their own.
+                eprintln!();
+            }
             out.flush()?;
             if a.json {
                 let j = JsonOutcome {
