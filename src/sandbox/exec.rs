@@ -647,6 +647,39 @@ pub(crate) fn watch(
     })
 }
 
+/// Bytes the spec's input files take in the box's RAM filesystem: whole pages, plus a
+/// page per file for its inode.
+pub(crate) fn input_file_bytes(spec: &RunSpec) -> u64 {
+    spec.files
+        .iter()
+        .map(|f| (f.content.len() as u64).div_ceil(4096) * 4096 + 4096)
+        .sum()
+}
+
+/// The memory-cgroup limit left for a run whose input files take `input_bytes`, or
+/// `None` when they leave it less than 1 MiB (no program can start).
+///
+/// The judge writes the input files (the executable among them) into a RAM
+/// filesystem, so their pages are charged to the judge's memory cgroup, not to the
+/// run's, although the program maps and reads them: an executable with 250 MB of
+/// initialised data ran under a 64 MiB limit. So they count against the memory limit:
+/// the run's cgroup gets what is left, and its reported peak includes them.
+pub(crate) fn memory_after_inputs(limit: u64, input_bytes: u64) -> Option<u64> {
+    limit
+        .checked_sub(input_bytes)
+        .filter(|&left| left >= 1 << 20)
+}
+
+/// The outcome of a run that cannot start because its input files alone take its
+/// memory limit (see [`memory_after_inputs`]).
+pub(crate) fn inputs_exceed_memory(input_bytes: u64) -> RunOutcome {
+    RunOutcome {
+        status: Status::MemoryLimit,
+        memory_kib: input_bytes.div_ceil(1024),
+        ..Default::default()
+    }
+}
+
 /// Turns what happened into an outcome. Order of precedence: a limit the host
 /// enforced (CPU, wall, output), then CPU time over the limit at exit, then an OOM kill
 /// in the cgroup (or an abnormal end after memory hit the limit), then SIGXFSZ (file

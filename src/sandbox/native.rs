@@ -764,10 +764,14 @@ impl NativeSandbox {
         .expect("no NUL");
         let mut prepared = Prepared::new(spec, BOX_WORK_DIR, b.uid, b.uid, None)?;
         prepared.seccomp = inner.seccomp.clone();
+        let input_bytes = exec::input_file_bytes(spec);
+        let Some(memory_bytes) = exec::memory_after_inputs(limits.memory_bytes, input_bytes) else {
+            return Ok(exec::inputs_exceed_memory(input_bytes));
+        };
         let stdio = Stdio::new(spec)?;
         // A fresh cgroup, made ahead by the keeper (or inline when it has none ready).
         let cg = inner.cgroup_keeper.take(&CgroupLimits {
-            memory_bytes: limits.memory_bytes,
+            memory_bytes,
             // Only the program and its descendants are in the run's cgroup (the
             // box's init stays out: see box_init).
             pids: limits.pids,
@@ -871,10 +875,11 @@ impl NativeSandbox {
                 ))
             }
         };
+        // The input files count as the program's memory (see exec::memory_after_inputs).
         let peak = match cg.memory_peak()? {
             Some(p) => p,
             None => watched.sampled_peak,
-        };
+        } + exec::input_file_bytes(spec);
         Ok(exec::classify(
             watched,
             wait_status,

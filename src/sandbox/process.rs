@@ -206,9 +206,15 @@ impl ProcessSandbox {
             let host_dir = dir.to_string_lossy().into_owned();
             let prepared =
                 Prepared::new(spec, &host_dir, uid, uid, Some((BOX_WORK_DIR, &host_dir)))?;
+            let input_bytes = exec::input_file_bytes(spec);
+            let Some(memory_bytes) =
+                exec::memory_after_inputs(spec.limits.memory_bytes, input_bytes)
+            else {
+                return Ok(exec::inputs_exceed_memory(input_bytes));
+            };
             let stdio = Stdio::new(spec)?;
             let cg = inner.cgroup_keeper.take(&CgroupLimits {
-                memory_bytes: spec.limits.memory_bytes,
+                memory_bytes,
                 pids: spec.limits.pids,
             })?;
             let r = self.run_prepared(spec, &prepared, stdio, &cg);
@@ -290,7 +296,8 @@ impl ProcessSandbox {
             }
         };
         let status = sys::wait_pid(child.pid).map_err(|e| internal(format!("wait: {e}")))?;
-        let peak = cg.memory_peak()?.unwrap_or(watched.sampled_peak);
+        // The input files count as the program's memory (see exec::memory_after_inputs).
+        let peak = cg.memory_peak()?.unwrap_or(watched.sampled_peak) + exec::input_file_bytes(spec);
         Ok(exec::classify(
             watched,
             Some(status),

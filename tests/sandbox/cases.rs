@@ -1289,3 +1289,30 @@ fn s10b_stderr_volume_is_an_output_limit() {
     assert_eq!(o.stderr.len(), 64 << 10);
     assert_eq!(o.stdout, b"done\n");
 }
+
+/// Input files (the executable among them) live in the box's RAM filesystem, written
+/// by the judge: they count against the memory limit, or a binary with a huge
+/// initialised array would run under any limit (QA found 250 MB reading every page
+/// under 64 MiB reported as AC with 1 MiB).
+#[test]
+fn initialised_data_in_the_executable_counts_as_memory() {
+    require_root!();
+    let h = Harness::new();
+    let src = r#"
+#include <stdio.h>
+static char a[80 << 20] = {1};
+int main(void){ long s = 0; for (long i = 0; i < (long)sizeof a; i += 4096) s += a[i]; printf("%ld\n", s); return 0; }
+"#;
+    let bin = compile("bigdata", src, false, &[]);
+    assert!(bin.len() > 80 << 20);
+    // 80 MB of data under 64 MiB: a memory limit, without even starting.
+    let o = h.run(&prog_spec(bin.clone(), limits(2000, 4000, 64)));
+    assert_eq!(o.status, Status::MemoryLimit, "{o:?}");
+    assert!(o.memory_kib >= 80 << 10, "{o:?}");
+    // Under 256 MiB it runs, and the reported memory includes the executable.
+    let o = h.run(&prog_spec(bin, limits(2000, 4000, 256)));
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    assert_eq!(o.stdout, b"1\n");
+    assert!(o.memory_kib >= 80 << 10, "{o:?}");
+    assert!(o.memory_kib < 200 << 10, "{o:?}");
+}
