@@ -90,6 +90,71 @@ fn fork_exec(path: &std::ffi::CStr) -> anyhow::Result<Duration> {
     Ok(d)
 }
 
+/// A single-threaded helper process, forked before the sandbox (and its background
+/// thread) exists, that runs bare fork+exec+waits on request: the baseline of a
+/// minimal launcher, whose forks pay no TLB shootdowns for other threads and copy no
+/// page tables of the sandbox's.
+struct Launcher {
+    pid: libc::pid_t,
+    to: std::fs::File,
+    from: std::fs::File,
+}
+
+impl Launcher {
+    fn start(path: &std::ffi::CStr) -> anyhow::Result<Launcher> {
+        let (req_r, req_w) = std::io::pipe()?;
+        let (res_r, res_w) = std::io::pipe()?;
+        // SAFETY: the child only runs this loop (reads, fork_exec, writes) and _exit.
+        let pid = unsafe { libc::fork() };
+        anyhow::ensure!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            drop(req_w);
+            drop(res_r);
+            let (mut req, mut res) = (req_r, res_w);
+            let mut n = [0u8; 4];
+            while std::io::Read::read_exact(&mut req, &mut n).is_ok() {
+                for _ in 0..u32::from_ne_bytes(n) {
+                    let ns = fork_exec(path).map_or(u64::MAX, |d| d.as_nanos() as u64);
+                    if std::io::Write::write_all(&mut res, &ns.to_ne_bytes()).is_err() {
+                        break;
+                    }
+                }
+            }
+            // SAFETY: leaving the forked child without running the parent's exit code.
+            unsafe { libc::_exit(0) };
+        }
+        Ok(Launcher {
+            pid,
+            to: std::os::fd::OwnedFd::from(req_w).into(),
+            from: std::os::fd::OwnedFd::from(res_r).into(),
+        })
+    }
+
+    /// `n` bare fork+exec+waits in the helper; their durations.
+    fn run(&mut self, n: u32) -> anyhow::Result<Vec<Duration>> {
+        std::io::Write::write_all(&mut self.to, &n.to_ne_bytes())?;
+        let mut out = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let mut ns = [0u8; 8];
+            std::io::Read::read_exact(&mut self.from, &mut ns)?;
+            let ns = u64::from_ne_bytes(ns);
+            anyhow::ensure!(ns != u64::MAX, "bare run in the launcher failed");
+            out.push(Duration::from_nanos(ns));
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Launcher {
+    fn drop(&mut self) {
+        // SAFETY: ending and reaping our own helper child.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
 /// One spawn+wait through std (a vfork-style clone + execve): the cheapest way a
 /// non-sandboxed judge would start a program.
 fn bare(path: &Path) -> anyhow::Result<Duration> {
@@ -213,6 +278,8 @@ pub fn run(runs: u32, prebuilt: Option<&Path>) -> anyhow::Result<ExitCode> {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )?;
     static_binaries(dir.path(), prebuilt)?;
+    let bin_c = std::ffi::CString::new(dir.path().join("true").as_os_str().as_encoded_bytes())?;
+    let mut launcher = Launcher::start(&bin_c)?;
     let sb = NativeSandbox::new(NativeConfig::default())?;
     let mut colds = Vec::new();
     for _ in 0..3 {
@@ -225,10 +292,10 @@ pub fn run(runs: u32, prebuilt: Option<&Path>) -> anyhow::Result<ExitCode> {
         sb.run(&trivial)?;
         bare(&bin)?;
     }
-    let bin_c = std::ffi::CString::new(bin.as_os_str().as_encoded_bytes())?;
     let mut boxed = Vec::with_capacity(runs as usize);
     let mut plain = Vec::with_capacity(runs as usize);
     let mut forked = Vec::with_capacity(runs as usize);
+    let mut launched = Vec::with_capacity(runs as usize);
     let batch = 10;
     let mut done = 0;
     // CPU time (ms) of this process's threads and reaped children, per kind of run.
@@ -255,9 +322,10 @@ pub fn run(runs: u32, prebuilt: Option<&Path>) -> anyhow::Result<ExitCode> {
         for _ in 0..n {
             plain.push(bare(&bin)?);
         }
+        launched.extend(launcher.run(n)?);
         done += n;
     }
-    let (mb, mp, mf) = (mean(&boxed), mean(&plain), mean(&forked));
+    let (mb, mp, mf, ml) = (mean(&boxed), mean(&plain), mean(&forked), mean(&launched));
     println!("judge bench sandbox: {runs} runs each of a static `int main(){{return 0;}}`");
     println!(
         "  native sandbox (warm box): mean {mb:.3} ms  p50 {:.3}  p95 {:.3}",
@@ -270,15 +338,23 @@ pub fn run(runs: u32, prebuilt: Option<&Path>) -> anyhow::Result<ExitCode> {
         pct(&mut forked, 0.95)
     );
     println!(
+        "  bare fork+exec+wait from a single-threaded launcher (forked before the sandbox existed): mean {ml:.3} ms  p50 {:.3}  p95 {:.3}",
+        pct(&mut launched, 0.5),
+        pct(&mut launched, 0.95)
+    );
+    println!(
         "  bare std spawn (vfork):    mean {mp:.3} ms  p50 {:.3}  p95 {:.3}",
         pct(&mut plain, 0.5),
         pct(&mut plain, 0.95)
     );
-    let ratio = mb / mf;
-    let p50 = pct(&mut boxed, 0.5) / pct(&mut forked, 0.5);
+    // The target compares with the launcher's fork+exec: the judge's own fork+exec
+    // gets slower as the judge grows threads and memory, which would flatter the ratio.
+    let ratio = mb / ml;
+    let p50 = pct(&mut boxed, 0.5) / pct(&mut launched, 0.5);
     println!(
-        "  ratio vs fork+exec: mean {ratio:.2}x, p50 {p50:.2}x (target <= 1.5x: {}); vs std spawn: mean {:.2}x",
+        "  ratio vs the launcher's fork+exec: mean {ratio:.2}x, p50 {p50:.2}x (target <= 1.5x: {}); vs fork+exec in this process: mean {:.2}x; vs std spawn: mean {:.2}x",
         if ratio <= 1.5 { "met" } else { "NOT met" },
+        mb / mf,
         mb / mp
     );
     println!(
