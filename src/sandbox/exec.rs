@@ -82,7 +82,6 @@ pub(crate) mod stage {
     pub const PRIVILEGES: u32 = 12;
     pub const SECCOMP: u32 = 13;
     pub const EXEC: u32 = 14;
-    pub const PDEATHSIG: u32 = 15;
     /// Box construction steps are reported as `ROOT_OP + index of the operation`.
     pub const ROOT_OP: u32 = 1000;
 }
@@ -104,7 +103,6 @@ pub(crate) fn stage_name(s: u32) -> &'static str {
         stage::PRIVILEGES => "drop privileges",
         stage::SECCOMP => "load seccomp filter",
         stage::EXEC => "execute the program",
-        stage::PDEATHSIG => "set parent-death signal",
         _ => "build the box root",
     }
 }
@@ -438,6 +436,31 @@ fn io_internal(what: &str) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
     move |e| SandboxError::Internal(format!("{what}: {e}"))
 }
 
+/// A capture pipe: the write end for the child, and the host's [`Capture`] keeping
+/// the first `keep` bytes and, when `kill_on_overflow`, ending the run after `limit`.
+fn capture_pipe(
+    keep: u64,
+    limit: u64,
+    kill_on_overflow: bool,
+) -> Result<(OwnedFd, Capture), SandboxError> {
+    let (r, w) = sys::pipe().map_err(io_internal("pipe"))?;
+    sys::set_nonblocking(r.as_raw_fd()).map_err(io_internal("pipe"))?;
+    // A larger pipe means fewer wake-ups for big outputs; best effort.
+    // SAFETY: fcntl on our pipe.
+    unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+    let capture = Capture {
+        read: r,
+        keep,
+        limit,
+        kill_on_overflow,
+        buf: Vec::new(),
+        total: 0,
+        truncated: false,
+        eof: false,
+    };
+    Ok((w, capture))
+}
+
 impl Stdio {
     /// Opens or creates the descriptors `spec` asks for. Stdin bytes go into a sealed
     /// memfd (seekable like a file, never blocks the judge).
@@ -483,30 +506,17 @@ impl Stdio {
             outs.push(match o {
                 Output::Null => open_host("/dev/null".as_ref(), true)?,
                 Output::Fd(fd) => dup_fd(fd.as_raw_fd())?,
-                Output::Capture { .. } | Output::CaptureHead { .. } => {
-                    let (keep, limit, kill_on_overflow) = match o {
-                        Output::Capture {
-                            limit,
-                            kill_on_overflow,
-                        } => (*limit, *limit, *kill_on_overflow),
-                        Output::CaptureHead { keep, limit } => (*keep, *limit, true),
-                        _ => unreachable!("matched above"),
-                    };
-                    let (r, w) = sys::pipe().map_err(io_internal("pipe"))?;
-                    sys::set_nonblocking(r.as_raw_fd()).map_err(io_internal("pipe"))?;
-                    // A larger pipe means fewer wake-ups for big outputs; best effort.
-                    // SAFETY: fcntl on our pipe.
-                    unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
-                    captures[i] = Some(Capture {
-                        read: r,
-                        keep,
-                        limit,
-                        kill_on_overflow,
-                        buf: Vec::new(),
-                        total: 0,
-                        truncated: false,
-                        eof: false,
-                    });
+                Output::Capture {
+                    limit,
+                    kill_on_overflow,
+                } => {
+                    let (w, c) = capture_pipe(*limit, *limit, *kill_on_overflow)?;
+                    captures[i] = Some(c);
+                    w
+                }
+                Output::CaptureHead { keep, limit } => {
+                    let (w, c) = capture_pipe(*keep, *limit, true)?;
+                    captures[i] = Some(c);
                     w
                 }
             });
@@ -678,6 +688,12 @@ pub(crate) fn inputs_exceed_memory(input_bytes: u64) -> RunOutcome {
         memory_kib: input_bytes.div_ceil(1024),
         ..Default::default()
     }
+}
+
+/// Adds the input files (whole pages) to a finished run's reported memory (see
+/// [`memory_after_inputs`]).
+pub(crate) fn count_inputs_as_memory(outcome: &mut RunOutcome, input_bytes: u64) {
+    outcome.memory_kib += input_bytes / 1024;
 }
 
 /// Turns what happened into an outcome. Order of precedence: a limit the host

@@ -727,7 +727,6 @@ impl NativeSandbox {
     /// rounded up to pages (added to the tmpfs size, so that `disk_bytes` is what the
     /// program itself may write).
     fn write_inputs(spec: &RunSpec, b: &WarmBox) -> Result<u64, SandboxError> {
-        let mut input_bytes = 0u64;
         for f in &spec.files {
             boxfs::write_file(
                 b.work.as_raw_fd(),
@@ -737,9 +736,8 @@ impl NativeSandbox {
                 b.uid,
                 b.uid,
             )?;
-            input_bytes += (f.content.len() as u64).div_ceil(4096) * 4096 + 4096;
         }
-        Ok(input_bytes)
+        Ok(exec::input_file_bytes(spec))
     }
 
     fn run_in_box(
@@ -764,7 +762,6 @@ impl NativeSandbox {
         .expect("no NUL");
         let mut prepared = Prepared::new(spec, BOX_WORK_DIR, b.uid, b.uid, None)?;
         prepared.seccomp = inner.seccomp.clone();
-        let input_bytes = exec::input_file_bytes(spec);
         let Some(memory_bytes) = exec::memory_after_inputs(limits.memory_bytes, input_bytes) else {
             return Ok(exec::inputs_exceed_memory(input_bytes));
         };
@@ -787,6 +784,7 @@ impl NativeSandbox {
         let finished = inner.cgroup_keeper.finish(cg);
         let mut outcome = result?;
         finished?;
+        exec::count_inputs_as_memory(&mut outcome, input_bytes);
         for name in &spec.collect {
             if let Ok(data) = boxfs::read_regular(b.work.as_raw_fd(), name, limits.file_size_bytes)?
             {
@@ -855,11 +853,7 @@ impl NativeSandbox {
         }
         // While the program runs, make the box's next init (the other init stack):
         // its namespaces and fresh /proc are then ready when the next run comes.
-        let next = raw::INIT_STACKS[1 - raw::INIT_STACKS
-            .iter()
-            .position(|&s| s == init.stack)
-            .unwrap_or(0)];
-        b.ready = spawn_init(b, next).ok();
+        b.ready = spawn_init(b, raw::other_init_stack(init.stack)).ok();
         let watched = exec::watch(pidfd, cg, &spec.limits, captures, inner.ncpu, start, &kill)?;
         let ended = init.reap()?;
         let wait_status = match ended {
@@ -875,11 +869,10 @@ impl NativeSandbox {
                 ))
             }
         };
-        // The input files count as the program's memory (see exec::memory_after_inputs).
         let peak = match cg.memory_peak()? {
             Some(p) => p,
             None => watched.sampled_peak,
-        } + exec::input_file_bytes(spec);
+        };
         Ok(exec::classify(
             watched,
             wait_status,
@@ -1006,10 +999,12 @@ impl ReadyInit {
                 libc::MSG_DONTWAIT,
             )
         };
-        let word = |i: usize| [buf[i], buf[i + 1], buf[i + 2], buf[i + 3]];
         Ok(match n {
-            4 => InitEnd::Status(i32::from_ne_bytes(word(0))),
-            8 => InitEnd::Failed(u32::from_ne_bytes(word(0)), i32::from_ne_bytes(word(4))),
+            4 => InitEnd::Status(i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]])),
+            8 => {
+                let (stage, err) = sys::decode_report(&buf);
+                InitEnd::Failed(stage, err)
+            }
             _ => InitEnd::Silent,
         })
     }
@@ -1114,26 +1109,6 @@ unsafe extern "C" fn program_entry(arg: *mut libc::c_void) -> ! {
     exec::program_child(a.prepared, a.stdio, a.report)
 }
 
-/// Sends init's failure `(stage, errno)` on the command socket and exits.
-fn init_fail(sock: RawFd, stage: u32, err: i32) -> ! {
-    let mut msg = [0u8; 8];
-    msg[..4].copy_from_slice(&stage.to_ne_bytes());
-    msg[4..].copy_from_slice(&err.to_ne_bytes());
-    // SAFETY: send of an 8-byte buffer on this stack.
-    unsafe {
-        sc!(
-            libc::SYS_sendto,
-            sock,
-            msg.as_ptr(),
-            8,
-            libc::MSG_NOSIGNAL,
-            0,
-            0
-        )
-    };
-    sys::child_exit(1)
-}
-
 /// A box's init (pid 1 of its run's PID namespace). It shares the judge's memory
 /// and thread-local storage (see [`raw`]): raw system calls only, no `errno`.
 ///
@@ -1152,7 +1127,9 @@ fn init_fail(sock: RawFd, stage: u32, err: i32) -> ! {
 /// sharing the victim's memory, which would be the judge itself.
 fn box_init(a: &SpawnArgs) -> ! {
     let sock = a.sock;
-    let fail = |st: u32, e: i32| -> ! { init_fail(sock, st, e) };
+    // A failure of init's own goes to the judge on the command socket (read by
+    // `ReadyInit::reap`); SIGPIPE, should the judge be gone, is blocked below.
+    let fail = |st: u32, e: i32| -> ! { sys::child_fail(sock, st, e) };
     // Init takes signals through a signalfd only (SIGKILL cannot be blocked), and a
     // handler the judge installed must never run here.
     let all: u64 = !0;

@@ -222,6 +222,7 @@ impl ProcessSandbox {
             let finished = inner.cgroup_keeper.finish(cg);
             let mut outcome = r?;
             finished?;
+            exec::count_inputs_as_memory(&mut outcome, input_bytes);
             for name in &spec.collect {
                 if let Ok(data) =
                     boxfs::read_regular(dirfd.as_raw_fd(), name, spec.limits.file_size_bytes)?
@@ -296,8 +297,7 @@ impl ProcessSandbox {
             }
         };
         let status = sys::wait_pid(child.pid).map_err(|e| internal(format!("wait: {e}")))?;
-        // The input files count as the program's memory (see exec::memory_after_inputs).
-        let peak = cg.memory_peak()?.unwrap_or(watched.sampled_peak) + exec::input_file_bytes(spec);
+        let peak = cg.memory_peak()?.unwrap_or(watched.sampled_peak);
         Ok(exec::classify(
             watched,
             Some(status),

@@ -234,6 +234,16 @@ const STACKS: usize = 3;
 /// Indexes of the two init stacks.
 pub(crate) const INIT_STACKS: [usize; 2] = [0, 1];
 
+/// The init stack that is not `stack`: a box's next init is made on it while the
+/// current one (on `stack`) still waits for its program.
+pub(crate) fn other_init_stack(stack: usize) -> usize {
+    if stack == INIT_STACKS[0] {
+        INIT_STACKS[1]
+    } else {
+        INIT_STACKS[0]
+    }
+}
+
 /// Index of the program's stack.
 pub(crate) const PROGRAM_STACK: usize = 2;
 

@@ -88,9 +88,14 @@ pub(crate) fn read_child_report(fd: RawFd) -> io::Result<Option<(u32, i32)>> {
     if got < buf.len() {
         return Ok(None);
     }
+    Ok(Some(decode_report(&buf)))
+}
+
+/// The `(stage, errno)` of a report [`child_fail`] wrote.
+pub(crate) fn decode_report(buf: &[u8; 8]) -> (u32, i32) {
     let stage = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
     let err = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
-    Ok(Some((stage, err)))
+    (stage, err)
 }
 
 /// A pipe `(read, write)`, both ends close-on-exec.
