@@ -458,14 +458,7 @@ impl CgroupRoot {
         limits: &CgroupLimits,
         freezer: bool,
     ) -> Result<RunCgroup, SandboxError> {
-        let mut cg = self.blank(name, freezer);
-        match cg.setup(limits) {
-            Ok(()) => Ok(cg),
-            Err(e) => {
-                let _ = cg.remove();
-                Err(e)
-            }
-        }
+        self.blank(name, freezer).kept_if(|cg| cg.setup(limits))
     }
 
     /// The run cgroup `name` under this root, as a value: nothing is created or opened
@@ -552,6 +545,24 @@ pub enum RunCgroup {
     V1(V1Cgroup),
     /// v2.
     V2(V2Cgroup),
+}
+
+impl RunCgroup {
+    /// `self` once `step` (making it, applying limits) succeeded on it; when `step`
+    /// fails, the half-made cgroup is removed again (best effort) and the error
+    /// returned.
+    pub fn kept_if(
+        mut self,
+        step: impl FnOnce(&mut RunCgroup) -> Result<(), SandboxError>,
+    ) -> Result<RunCgroup, SandboxError> {
+        match step(&mut self) {
+            Ok(()) => Ok(self),
+            Err(e) => {
+                let _ = self.remove();
+                Err(e)
+            }
+        }
+    }
 }
 
 macro_rules! dispatch {

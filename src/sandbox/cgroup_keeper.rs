@@ -155,13 +155,7 @@ impl CgroupKeeper {
         drop(st);
         self.shared.work.notify_one();
         let made = match stocked {
-            Some(mut cg) => match cg.apply(limits) {
-                Ok(()) => Ok(cg),
-                Err(e) => {
-                    let _ = cg.remove();
-                    Err(e)
-                }
-            },
+            Some(cg) => cg.kept_if(|cg| cg.apply(limits)),
             None => {
                 let sh = &self.shared;
                 sh.root.create(&run_name(&sh.tag), limits, sh.freezer)
@@ -388,18 +382,12 @@ pub fn stop_all(timeout: Duration) {
 
 /// One stock cgroup: made, with `limits` applied when known; removed again on failure.
 fn make(sh: &Shared, limits: Option<CgroupLimits>) -> Result<RunCgroup, SandboxError> {
-    let mut cg = sh.root.blank(&run_name(&sh.tag), sh.freezer);
-    let r = cg.make().and_then(|()| match &limits {
-        Some(l) => cg.apply(l),
-        None => Ok(()),
-    });
-    match r {
-        Ok(()) => Ok(cg),
-        Err(e) => {
-            let _ = cg.remove();
-            Err(e)
-        }
-    }
+    sh.root
+        .blank(&run_name(&sh.tag), sh.freezer)
+        .kept_if(|cg| match &limits {
+            Some(l) => cg.setup(l),
+            None => cg.make(),
+        })
 }
 
 #[cfg(test)]
