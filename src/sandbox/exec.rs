@@ -82,6 +82,8 @@ pub(crate) mod stage {
     pub const PRIVILEGES: u32 = 12;
     pub const SECCOMP: u32 = 13;
     pub const EXEC: u32 = 14;
+    pub const COPY_MNT: u32 = 15;
+    pub const SIGNALFD: u32 = 16;
     /// Box construction steps are reported as `ROOT_OP + index of the operation`.
     pub const ROOT_OP: u32 = 1000;
 }
@@ -103,6 +105,8 @@ pub(crate) fn stage_name(s: u32) -> &'static str {
         stage::PRIVILEGES => "drop privileges",
         stage::SECCOMP => "load seccomp filter",
         stage::EXEC => "execute the program",
+        stage::COPY_MNT => "copy the box's mount namespace",
+        stage::SIGNALFD => "make init's signal descriptor",
         _ => "build the box root",
     }
 }
@@ -557,8 +561,9 @@ pub(crate) struct Watched {
     pub captures: [Option<Capture>; 2],
 }
 
-/// Watches the run until `pidfd` (the box's init, or the program itself) exits or a
-/// limit is hit, then kills it through `kill` (called once). CPU time is read from the
+/// Watches the run until `pidfd` becomes readable or hangs up (the program's pidfd
+/// when it exits; the native box's init socket when init reports the program's end
+/// or dies) or a limit is hit, then kills the run through `kill` (called once). CPU time is read from the
 /// cgroup; the next check comes when the remaining CPU time could be used up by all
 /// `ncpu` CPUs at once, but at least every millisecond near the limit and at most
 /// every 50 ms, so a TLE is detected within about `ncpu` ms of the limit.

@@ -50,8 +50,10 @@
 //! unprivileged uid/gid (no supplementary groups, so no capabilities), sets
 //! no_new_privs, loads the seccomp filter and execs. Init reaps everything and, when
 //! the program ends, reports its wait status on the socket and exits: the kernel then
-//! kills every other process of the PID namespace. If the judge dies, init sees the
-//! socket close and exits too. The host watches CPU time in the cgroup, wall
+//! kills every other process of the PID namespace. The host takes the report as the
+//! end of the run (it does not wait for init's exit: init is reaped after the run, or
+//! at the latest before another init takes its stack). If the judge dies, init sees
+//! the socket close and exits too. The host watches CPU time in the cgroup, wall
 //! time and output caps (`exec::watch`); on a limit it SIGKILLs init (which takes
 //! the whole namespace down), then kills whatever is left in the cgroup, copies out
 //! [`RunSpec::collect`] and wipes the box. The run's cgroup is fresh but made ahead,
@@ -168,6 +170,9 @@ struct WarmBox {
     /// The init of the box's next run, made ahead (see [`ReadyInit`]). Declared
     /// before `stacks`: it is dropped (init killed and reaped) before they are.
     ready: Option<ReadyInit>,
+    /// The init of the box's last run, ended and not yet reaped (see
+    /// `run_prepared`); reaped before another init takes a stack, or with the box.
+    retired: Option<ReadyInit>,
     /// Stacks of the box's inits and of the program before `execve` (they share the
     /// judge's memory: see [`raw`]).
     stacks: raw::ChildStacks,
@@ -677,10 +682,11 @@ impl NativeSandbox {
             slots: inner.slots.clone(),
             mounted_opts: None,
             ready: None,
+            retired: None,
             stacks,
         };
         // The first run's init, made ahead like every later one.
-        b.ready = spawn_init(&b, raw::INIT_STACKS[0]).ok();
+        b.ready = spawn_init(&mut b, raw::INIT_STACKS[0]).ok();
         Ok(b)
     }
 
@@ -700,12 +706,17 @@ impl NativeSandbox {
 
     /// Wipes a used box and keeps it warm, or drops it (the kernel frees everything
     /// with the namespace) when the wipe is too large or fails.
-    fn recycle(&self, b: WarmBox, mounts: &[Mount]) {
+    fn recycle(&self, mut b: WarmBox, mounts: &[Mount]) {
         let mut budget = WIPE_BUDGET;
         let clean = matches!(boxfs::wipe(b.work.as_raw_fd(), &mut budget), Ok(true))
             && matches!(boxfs::wipe(b.tmp.as_raw_fd(), &mut budget), Ok(true));
         if !clean {
             return;
+        }
+        // The last run's init has exited by now, mostly: no zombie waits with an
+        // idle box.
+        if b.retired.as_mut().is_some_and(ReadyInit::try_reap) {
+            b.retired = None;
         }
         // The program may have changed the folders' modes (it owns /box).
         // SAFETY: fchown/fchmod on descriptors we own.
@@ -854,8 +865,15 @@ impl NativeSandbox {
         // While the program runs, make the box's next init (the other init stack):
         // its namespaces and fresh /proc are then ready when the next run comes.
         b.ready = spawn_init(b, raw::other_init_stack(init.stack)).ok();
-        let watched = exec::watch(pidfd, cg, &spec.limits, captures, inner.ncpu, start, &kill)?;
-        let ended = init.reap()?;
+        // The watch ends when init reports the program's end on its socket, or when
+        // init is gone (the socket hangs up).
+        let sock = init.sock.as_raw_fd();
+        let watched = exec::watch(sock, cg, &spec.limits, captures, inner.ncpu, start, &kill)?;
+        // Init has no more use for this run's arguments: it exits (taking its PID
+        // namespace down) and is reaped later, off the run's path, before its stack
+        // is used again (`spawn_init`).
+        let ended = init.end();
+        b.retired = Some(init);
         let wait_status = match ended {
             InitEnd::Status(st) => Some(st),
             InitEnd::Failed(st, err) => return Err(exec::child_error(&spec.argv[0], st, err)),
@@ -936,6 +954,7 @@ struct ReadyInit {
     /// Which of the box's init stacks it runs on.
     stack: usize,
     _args: Box<SpawnArgs>,
+    /// Set by [`ReadyInit::try_reap`] (its pid may belong to another process since).
     reaped: bool,
 }
 
@@ -984,11 +1003,10 @@ impl ReadyInit {
         Ok(())
     }
 
-    /// Waits for init to end (after the program ended or a kill) and reads its report.
-    fn reap(&mut self) -> Result<InitEnd, SandboxError> {
-        sys::wait_pid(self.child.pid)
-            .map_err(|e| internal(format!("wait for the box init: {e}")))?;
-        self.reaped = true;
+    /// Reads init's report once its socket is readable or hung up (see `run_prepared`)
+    /// and SIGKILLs init, which is exiting anyway (after reporting) or dead: no
+    /// process of its PID namespace survives it. Init is reaped when dropped.
+    fn end(&self) -> InitEnd {
         let mut buf = [0u8; 8];
         // SAFETY: reads at most 8 bytes into buf; init sent its report before exiting.
         let n = unsafe {
@@ -999,14 +1017,26 @@ impl ReadyInit {
                 libc::MSG_DONTWAIT,
             )
         };
-        Ok(match n {
+        sys::pidfd_kill(self.child.pidfd.as_raw_fd(), libc::SIGKILL);
+        match n {
             4 => InitEnd::Status(i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]])),
             8 => {
                 let (stage, err) = sys::decode_report(&buf);
                 InitEnd::Failed(stage, err)
             }
             _ => InitEnd::Silent,
-        })
+        }
+    }
+}
+
+impl ReadyInit {
+    /// Reaps init if it has exited, without waiting; returns whether it did.
+    fn try_reap(&mut self) -> bool {
+        let mut st = 0;
+        // SAFETY: waitpid on our own child (not reaped yet) with a valid status int.
+        let r = unsafe { libc::waitpid(self.child.pid, &mut st, libc::WNOHANG | libc::__WALL) };
+        self.reaped = r == self.child.pid;
+        self.reaped
     }
 }
 
@@ -1021,11 +1051,13 @@ impl Drop for ReadyInit {
     }
 }
 
-/// Makes a box's init on init stack `stack` (see [`ReadyInit`]). Init sets itself up
-/// on its own while the caller goes on.
+/// Makes a box's init on init stack `stack` (see [`ReadyInit`]). The init of the
+/// box's run before (exited, or killed, when that run ended) is reaped first: it may
+/// have used that stack. Init sets itself up on its own while the caller goes on.
 ///
 /// Errors: [`SandboxError::Internal`] when the socket or the clone fails.
-fn spawn_init(b: &WarmBox, stack: usize) -> Result<ReadyInit, SandboxError> {
+fn spawn_init(b: &mut WarmBox, stack: usize) -> Result<ReadyInit, SandboxError> {
+    b.retired = None;
     let mut pair = [0 as RawFd; 2];
     // SAFETY: pair is a valid array of two ints.
     let r = unsafe {
@@ -1055,7 +1087,9 @@ fn spawn_init(b: &WarmBox, stack: usize) -> Result<ReadyInit, SandboxError> {
     // returns). `args` is kept by the ReadyInit, the stack by the box; ReadyInit's
     // Drop (or `reap`) ends init before either goes away, and the box never gives
     // this stack to another init while this one lives (`run_prepared` alternates).
-    let child = unsafe {
+    // Signals stay blocked across the clone: a handler of the judge must never run on
+    // init's stack (init keeps them blocked).
+    let child = sys::with_signals_blocked(|| unsafe {
         sys::spawn_on_stack(
             flags,
             None,
@@ -1063,7 +1097,7 @@ fn spawn_init(b: &WarmBox, stack: usize) -> Result<ReadyInit, SandboxError> {
             init_entry,
             &*args as *const SpawnArgs as *mut libc::c_void,
         )
-    }
+    })
     .map_err(|e| internal(format!("clone the box init: {e}")))?;
     // Init has its own copy of its end (cloned with the descriptor table).
     drop(init_end);
@@ -1131,7 +1165,8 @@ fn box_init(a: &SpawnArgs) -> ! {
     // `ReadyInit::reap`); SIGPIPE, should the judge be gone, is blocked below.
     let fail = |st: u32, e: i32| -> ! { sys::child_fail(sock, st, e) };
     // Init takes signals through a signalfd only (SIGKILL cannot be blocked), and a
-    // handler the judge installed must never run here.
+    // handler the judge installed must never run here (the judge cloned it with every
+    // signal blocked; this keeps them so).
     let all: u64 = !0;
     // SAFETY: rt_sigprocmask with an 8-byte kernel sigset on this stack.
     unsafe {
@@ -1162,7 +1197,7 @@ fn box_init(a: &SpawnArgs) -> ! {
         );
         // A private copy of the box's mounts: this run's /proc is mounted there, while
         // the previous run of the box may still use its own.
-        ok(sc!(libc::SYS_unshare, libc::CLONE_NEWNS), stage::SETNS_MNT);
+        ok(sc!(libc::SYS_unshare, libc::CLONE_NEWNS), stage::COPY_MNT);
         sc!(libc::SYS_close, a.netns);
         sc!(libc::SYS_close, a.mntns);
         ok(
@@ -1203,7 +1238,7 @@ fn box_init(a: &SpawnArgs) -> ! {
         );
         let sfd = match raw::check(sfd) {
             Ok(fd) => fd as RawFd,
-            Err(e) => fail(stage::FORK, e),
+            Err(e) => fail(stage::SIGNALFD, e),
         };
         // Wait for the run: the address of its RunArgs and its descriptors.
         let mut addr = [0u8; 8];

@@ -288,6 +288,23 @@ pub(crate) fn wait_pid(pid: libc::pid_t) -> io::Result<i32> {
     }
 }
 
+/// Runs `f` with every signal blocked on this thread, then restores the mask. A child
+/// cloned in `f` starts with every signal blocked (its mask is inherited), so no
+/// handler of the judge can run in a child that shares the judge's memory before it
+/// has reset its dispositions (a terminal's Ctrl-C reaches the whole process group).
+pub(crate) fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: sigset_t values filled by sigfillset / pthread_sigmask.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let r = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        r
+    }
+}
+
 /// Sends `sig` through a pidfd (no pid-reuse race).
 pub(crate) fn pidfd_kill(pidfd: RawFd, sig: i32) {
     // SAFETY: pidfd_send_signal with a null siginfo; failure (already dead) is fine.
