@@ -8,7 +8,8 @@
 //! `/lib`, `/lib64`, `/sbin` as binds or — on merged-usr hosts — as the same symlinks
 //! into `/usr`), the few `/etc` pieces toolchains need ([`ETC_PIECES`], a generated
 //! `passwd`/`group` naming the box uid), a minimal `/dev` (null, zero, random, urandom
-//! bound from the host; `fd`, `stdin`, `stdout`, `stderr` links into `/proc/self/fd`),
+//! bound from the host; `fd`, `stdin`, `stdout`, `stderr` links into `/proc/self/fd`,
+//! and `shm` a link to `/tmp`),
 //! an empty `/proc` mount point, and two tmpfs mounts: the work folder
 //! [`BOX_WORK_DIR`] (also the working directory and `HOME`) and `/tmp`. The
 //! namespace is kept alive by a descriptor, the host reaches `/box` and `/tmp`
@@ -314,6 +315,10 @@ fn root_plan(staging: &Path, uid: u32, mounts: &[Mount]) -> Result<Vec<RootOp>, 
         ("/dev/stdin", "/proc/self/fd/0"),
         ("/dev/stdout", "/proc/self/fd/1"),
         ("/dev/stderr", "/proc/self/fd/2"),
+        // POSIX shared memory and named semaphores (shm_open, sem_open: Python's
+        // multiprocessing locks) live in /dev/shm: the run's /tmp, sized, wiped and
+        // charged with it.
+        ("/dev/shm", "/tmp"),
     ] {
         ops.push(RootOp::Symlink {
             target: cs(Path::new(target))?,

@@ -1316,3 +1316,41 @@ int main(void){ long s = 0; for (long i = 0; i < (long)sizeof a; i += 4096) s +=
     assert!(o.memory_kib >= 80 << 10, "{o:?}");
     assert!(o.memory_kib < 200 << 10, "{o:?}");
 }
+
+/// POSIX shared memory and named semaphores work in a box (`/dev/shm` is the run's
+/// `/tmp`): an honest program using them (Python's multiprocessing locks use
+/// sem_open) must not end with a runtime error; what it leaves there is gone for the
+/// next run.
+#[test]
+fn posix_shared_memory_and_semaphores_work() {
+    require_root!();
+    let h = Harness::new();
+    let src = r#"
+#include <fcntl.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(void){
+  int fd = shm_open("/judge-test", O_CREAT|O_RDWR, 0600);
+  if (fd < 0) { perror("shm_open"); return 1; }
+  if (ftruncate(fd, 4096)) { perror("ftruncate"); return 1; }
+  int *p = mmap(0, 4096, PROT_READ|PROT_WRITE, MAP_SHARED, fd, 0);
+  sem_t *s = sem_open("/judge-sem", O_CREAT, 0600, 0);
+  if (p == MAP_FAILED || s == SEM_FAILED) { perror("mmap/sem_open"); return 1; }
+  if (fork() == 0) { *p = 42; sem_post(s); _exit(0); }
+  sem_wait(s); wait(0);
+  printf("%d\n", *p);
+  return 0; }
+"#;
+    let o = h.run(&prog_spec(
+        compile("posixshm", src, false, &[]),
+        limits(2000, 4000, 64),
+    ));
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    assert_eq!(o.stdout, b"42\n", "{o:?}");
+    h.check_health(&o);
+    let o = h.run(&sh("ls -A /dev/shm/ | wc -l", limits(1000, 3000, 64)));
+    assert_eq!(o.stdout, b"0\n", "{o:?}");
+}
