@@ -66,8 +66,10 @@ fn spec(dir: &Path, name: &str, cpu_ms: u64) -> RunSpec {
     }
 }
 
-/// One bare fork()+execve()+waitpid() of `path` (argv = [path], empty environment).
-fn fork_exec(path: &std::ffi::CStr) -> anyhow::Result<Duration> {
+/// One bare fork()+execve()+waitpid() of `path` (argv = [path], empty environment);
+/// with `filter`, the child loads it (after `PR_SET_NO_NEW_PRIVS`) before execve, as
+/// any seccomp sandbox's program does.
+fn fork_exec(path: &std::ffi::CStr, filter: Option<&seccomp::Program>) -> anyhow::Result<Duration> {
     let argv = [path.as_ptr(), std::ptr::null()];
     let envp = [std::ptr::null::<libc::c_char>()];
     let t = Instant::now();
@@ -75,8 +77,13 @@ fn fork_exec(path: &std::ffi::CStr) -> anyhow::Result<Duration> {
     // prepared before the fork.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        // SAFETY: as above.
+        // SAFETY: as above (prctl and the filter's load are raw system calls too).
         unsafe {
+            if let Some(f) = filter {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || f.load().is_err() {
+                    libc::_exit(126);
+                }
+            }
             libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
             libc::_exit(127);
         }
@@ -101,7 +108,7 @@ struct Launcher {
 }
 
 impl Launcher {
-    fn start(path: &std::ffi::CStr) -> anyhow::Result<Launcher> {
+    fn start(path: &std::ffi::CStr, filter: Option<&seccomp::Program>) -> anyhow::Result<Launcher> {
         let (req_r, req_w) = std::io::pipe()?;
         let (res_r, res_w) = std::io::pipe()?;
         // SAFETY: the child only runs this loop (reads, fork_exec, writes) and _exit.
@@ -111,10 +118,11 @@ impl Launcher {
             drop(req_w);
             drop(res_r);
             let (mut req, mut res) = (req_r, res_w);
-            let mut n = [0u8; 4];
+            let mut n = [0u8; 5];
             while std::io::Read::read_exact(&mut req, &mut n).is_ok() {
-                for _ in 0..u32::from_ne_bytes(n) {
-                    let ns = fork_exec(path).map_or(u64::MAX, |d| d.as_nanos() as u64);
+                let f = if n[4] != 0 { filter } else { None };
+                for _ in 0..u32::from_ne_bytes([n[0], n[1], n[2], n[3]]) {
+                    let ns = fork_exec(path, f).map_or(u64::MAX, |d| d.as_nanos() as u64);
                     if std::io::Write::write_all(&mut res, &ns.to_ne_bytes()).is_err() {
                         break;
                     }
@@ -130,9 +138,13 @@ impl Launcher {
         })
     }
 
-    /// `n` bare fork+exec+waits in the helper; their durations.
-    fn run(&mut self, n: u32) -> anyhow::Result<Vec<Duration>> {
-        std::io::Write::write_all(&mut self.to, &n.to_ne_bytes())?;
+    /// `n` bare fork+exec+waits in the helper (`filtered`: each child loads the box's
+    /// seccomp filter first); their durations.
+    fn run(&mut self, n: u32, filtered: bool) -> anyhow::Result<Vec<Duration>> {
+        let mut req = [0u8; 5];
+        req[..4].copy_from_slice(&n.to_ne_bytes());
+        req[4] = u8::from(filtered);
+        std::io::Write::write_all(&mut self.to, &req)?;
         let mut out = Vec::with_capacity(n as usize);
         for _ in 0..n {
             let mut ns = [0u8; 8];
@@ -279,7 +291,8 @@ pub fn run(runs: u32, prebuilt: Option<&Path>) -> anyhow::Result<ExitCode> {
     )?;
     static_binaries(dir.path(), prebuilt)?;
     let bin_c = std::ffi::CString::new(dir.path().join("true").as_os_str().as_encoded_bytes())?;
-    let mut launcher = Launcher::start(&bin_c)?;
+    let filter = seccomp::Program::build();
+    let mut launcher = Launcher::start(&bin_c, filter.as_ref())?;
     let sb = NativeSandbox::new(NativeConfig::default())?;
     let mut colds = Vec::new();
     for _ in 0..3 {
@@ -296,6 +309,7 @@ pub fn run(runs: u32, prebuilt: Option<&Path>) -> anyhow::Result<ExitCode> {
     let mut plain = Vec::with_capacity(runs as usize);
     let mut forked = Vec::with_capacity(runs as usize);
     let mut launched = Vec::with_capacity(runs as usize);
+    let mut filtered = Vec::with_capacity(runs as usize);
     let batch = 10;
     let mut done = 0;
     // CPU time (ms) of this process's threads and reaped children, per kind of run.
@@ -316,13 +330,16 @@ pub fn run(runs: u32, prebuilt: Option<&Path>) -> anyhow::Result<ExitCode> {
         cpu_boxed += cpu_ms() - c;
         let c = cpu_ms();
         for _ in 0..n {
-            forked.push(fork_exec(&bin_c)?);
+            forked.push(fork_exec(&bin_c, None)?);
         }
         cpu_forked += cpu_ms() - c;
         for _ in 0..n {
             plain.push(bare(&bin)?);
         }
-        launched.extend(launcher.run(n)?);
+        launched.extend(launcher.run(n, false)?);
+        if filter.is_some() {
+            filtered.extend(launcher.run(n, true)?);
+        }
         done += n;
     }
     let (mb, mp, mf, ml) = (mean(&boxed), mean(&plain), mean(&forked), mean(&launched));
@@ -342,6 +359,14 @@ pub fn run(runs: u32, prebuilt: Option<&Path>) -> anyhow::Result<ExitCode> {
         pct(&mut launched, 0.5),
         pct(&mut launched, 0.95)
     );
+    if !filtered.is_empty() {
+        println!(
+            "  the same with the box's seccomp filter loaded in each child: mean {:.3} ms  p50 {:.3}  p95 {:.3}",
+            mean(&filtered),
+            pct(&mut filtered, 0.5),
+            pct(&mut filtered, 0.95)
+        );
+    }
     println!(
         "  bare std spawn (vfork):    mean {mp:.3} ms  p50 {:.3}  p95 {:.3}",
         pct(&mut plain, 0.5),
@@ -357,6 +382,15 @@ pub fn run(runs: u32, prebuilt: Option<&Path>) -> anyhow::Result<ExitCode> {
         mb / mf,
         mb / mp
     );
+    if !filtered.is_empty() {
+        // Making and freeing a filter per program is a cost every seccomp sandbox pays;
+        // this ratio is what the box adds on top of it.
+        println!(
+            "  ratio vs the launcher's fork+exec with the filter: mean {:.2}x, p50 {:.2}x",
+            mb / mean(&filtered),
+            pct(&mut boxed, 0.5) / pct(&mut filtered, 0.5)
+        );
+    }
     println!(
         "  CPU per run (judge threads + reaped children, incl. background work): sandbox {:.3} ms, fork+exec {:.3} ms",
         cpu_boxed / f64::from(runs),
