@@ -230,10 +230,22 @@ impl Prepared {
 
 /// The rlimits of a run. RLIMIT_CPU is only a backstop (whole seconds, one more than
 /// the limit rounded up): CPU time is enforced by watching the cgroup. The stack may
-/// use three quarters of the memory limit (deep recursion is fine; an infinite one
-/// ends with SIGSEGV, a runtime error, before the cgroup's OOM killer would turn it
-/// into a memory limit). No address-space limit: the JVM and Go reserve far more
-/// address space than they use.
+/// use the memory limit less a headroom ([`stack_bytes`]): deep recursion is fine,
+/// an infinite one ends with SIGSEGV (a runtime error, case V6) before the cgroup's
+/// OOM killer would turn it into a memory limit. No address-space limit: the JVM and
+/// Go reserve far more address space than they use.
+/// The stack limit (bytes) under a memory limit of `memory_bytes`: the limit less a
+/// headroom of 1/16 of it, at least 8 MiB (at most half the limit), for the rest of
+/// the program (code, libraries, heap). A recursion that stays within the memory
+/// limit then has the stack it needs (cases V6: "stack limited only by the memory
+/// limit"), while an infinite one reaches the stack limit — SIGSEGV, a runtime error —
+/// before the memory cgroup's limit, unless the rest of the program is larger than
+/// the headroom (then the run ends as a memory limit, which it also is).
+pub(crate) fn stack_bytes(memory_bytes: u64) -> u64 {
+    let headroom = (memory_bytes / 16).max(8 << 20).min(memory_bytes / 2);
+    memory_bytes - headroom
+}
+
 pub(crate) fn rlimits(l: &Limits) -> Vec<(u32, libc::rlimit)> {
     let r = |v: u64| libc::rlimit {
         rlim_cur: v,
@@ -250,7 +262,7 @@ pub(crate) fn rlimits(l: &Limits) -> Vec<(u32, libc::rlimit)> {
         ),
         (libc::RLIMIT_FSIZE, r(l.file_size_bytes)),
         (libc::RLIMIT_NOFILE, r(u64::from(l.open_files))),
-        (libc::RLIMIT_STACK, r(l.memory_bytes / 4 * 3)),
+        (libc::RLIMIT_STACK, r(stack_bytes(l.memory_bytes))),
         (libc::RLIMIT_CORE, r(0)),
         (libc::RLIMIT_MEMLOCK, r(64 << 10)),
     ]
@@ -440,6 +452,22 @@ fn io_internal(what: &str) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
     move |e| SandboxError::Internal(format!("{what}: {e}"))
 }
 
+/// Lets the box user reopen a pipe it was given as fd 0–2 (`/dev/stdout` is a link to
+/// `/proc/self/fd/1`: opening it opens the pipe again, checked against the pipe's
+/// owner and mode, which are root's and 0600 when the judge made it). The mode is
+/// widened to 0666; it guards nothing else, as only a process allowed to look into
+/// the holder's `/proc/<pid>/fd` (the same uid, or root) can reach the pipe at all.
+/// Files and other descriptors are left as they are.
+fn reopenable(fd: RawFd) {
+    // SAFETY: fstat into a zeroed stat, fchmod on a descriptor we hold.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFIFO {
+            libc::fchmod(fd, 0o666);
+        }
+    }
+}
+
 /// A capture pipe: the write end for the child, and the host's [`Capture`] keeping
 /// the first `keep` bytes and, when `kill_on_overflow`, ending the run after `limit`.
 fn capture_pipe(
@@ -527,10 +555,11 @@ impl Stdio {
         }
         let err = outs.pop().expect("two outputs");
         let out = outs.pop().expect("two outputs");
-        Ok(Stdio {
-            child: [stdin, out, err],
-            captures,
-        })
+        let child = [stdin, out, err];
+        for fd in &child {
+            reopenable(fd.as_raw_fd());
+        }
+        Ok(Stdio { child, captures })
     }
 
     /// Raw numbers of the child's descriptors.
@@ -750,4 +779,22 @@ pub(crate) fn classify(
         None => Status::NonzeroExit,
     };
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stack_bytes;
+
+    #[test]
+    fn stack_is_the_memory_limit_less_a_headroom() {
+        const MIB: u64 = 1 << 20;
+        // 1/16 of the limit ...
+        assert_eq!(stack_bytes(256 * MIB), 240 * MIB);
+        assert_eq!(stack_bytes(1024 * MIB), 960 * MIB);
+        // ... at least 8 MiB ...
+        assert_eq!(stack_bytes(64 * MIB), 56 * MIB);
+        // ... at most half the limit.
+        assert_eq!(stack_bytes(4 * MIB), 2 * MIB);
+        assert_eq!(stack_bytes(0), 0);
+    }
 }

@@ -677,8 +677,9 @@ fn v1c_python_memory_limit() {
 }
 
 /// V2 variants: memory through a shared mmap of a file is charged and killed (MLE), in
-/// fresh and reused boxes. The alloca variant grows the stack, which may use 3/4 of the
-/// memory limit (so that V6's infinite recursion is a runtime error): it ends with
+/// fresh and reused boxes. The alloca variant grows the stack, which may use the
+/// memory limit less a headroom (`exec::stack_bytes`: 240 MiB of 256, so that V6's
+/// infinite recursion is a runtime error; the two cannot be told apart): it ends with
 /// SIGSEGV at the stack limit, its stack counted in the reported memory, never beyond
 /// the memory limit.
 #[test]
@@ -870,6 +871,15 @@ int main(int argc, char **argv){ long n = atol(argv[1]); printf("%ld\n", f(n, 0)
     let o = h.run(&spec);
     assert_eq!(o.status, Status::Ok, "{o:?}");
     assert_eq!(o.stdout, b"1000000\n");
+    // About 200 MB of stack (each frame ~94 bytes at -O0) under 256 MB: still within
+    // the memory limit, so it must pass (QA: it ended with SIGSEGV when the stack was
+    // capped at 3/4 of the limit; now it may use the limit less 1/16).
+    let mut spec = prog_spec(bin.clone(), limits(5000, 10000, 256));
+    spec.argv.push("2150000".into());
+    let o = h.run(&spec);
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    assert_eq!(o.stdout, b"2150000\n");
+    assert!(o.memory_kib > 195 << 10, "{o:?}");
     let mut spec = prog_spec(bin, limits(3000, 6000, 256));
     spec.argv.push("1000000000000".into());
     let o = h.run(&spec);
@@ -1353,4 +1363,43 @@ int main(void){
     h.check_health(&o);
     let o = h.run(&sh("ls -A /dev/shm/ | wc -l", limits(1000, 3000, 64)));
     assert_eq!(o.stdout, b"0\n", "{o:?}");
+}
+
+/// Reopening the standard descriptors through /dev/stdin, /dev/stdout and /dev/stderr
+/// (links to /proc/self/fd/N) works for the box user, whether they are pipes made by
+/// the judge (captured output, an interactor's pipe) or a memfd (QA: `open("/dev/stdout")`
+/// failed with EACCES, an honest program's RTE or WA).
+#[test]
+fn standard_descriptors_reopen_through_dev() {
+    require_root!();
+    let h = Harness::new();
+    let src = r#"
+#include <stdio.h>
+int main(void){
+  int a = 0;
+  FILE *in = fopen("/dev/stdin", "r");
+  if (!in || fscanf(in, "%d", &a) != 1) { perror("/dev/stdin"); return 1; }
+  FILE *out = fopen("/dev/stdout", "w");
+  FILE *err = fopen("/dev/stderr", "w");
+  if (!out || !err) { perror("/dev/stdout or /dev/stderr"); return 1; }
+  fprintf(out, "%d\n", a + 1); fprintf(err, "note\n");
+  return 0; }
+"#;
+    let bin = compile("reopen", src, false, &[]);
+    let mut spec = prog_spec(bin.clone(), limits(1000, 3000, 64));
+    spec.stdin = Stdin::Bytes(Arc::new(b"41\n".to_vec()));
+    let o = h.run(&spec);
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    assert_eq!(o.stdout, b"42\n");
+    assert_eq!(o.stderr, b"note\n");
+    // Standard input from a pipe of the judge's, as an interactor gives it.
+    let (r, w) = std::io::pipe().unwrap();
+    std::io::Write::write_all(&mut &w, b"6\n").unwrap();
+    drop(w);
+    let mut spec = prog_spec(bin, limits(1000, 3000, 64));
+    spec.stdin = Stdin::Fd(Arc::new(std::os::fd::OwnedFd::from(r)));
+    let o = h.run(&spec);
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    assert_eq!(o.stdout, b"7\n");
+    h.check_health(&o);
 }
