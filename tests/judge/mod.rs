@@ -16,6 +16,7 @@ use ::judge::judge::{judge, JudgeEvent, JudgeResult, Languages, Problem, Verdict
 use ::judge::sandbox::Sandbox;
 
 mod cli;
+mod languages;
 
 /// The native sandbox (one instance shared by every test, as a worker pool shares one)
 /// with the process-wide sandbox lock held (see `util::sandbox_lock`), or `None` (with

@@ -1,0 +1,78 @@
+//! The language table's compile and run lines judged end to end: honest contestant
+//! programs that a run line (flags, limits) once turned into a wrong verdict (QA), each
+//! through the real native sandbox, and the limits that must still hold.
+
+use std::time::{Duration, Instant};
+
+use ::judge::judge::{JudgeResult, Problem, Verdict};
+
+use super::{package, run, sandbox, toolchain, Locked};
+
+/// A one-test package: input `3 4`, answer `7`, 2 s of CPU time, `memory_mib` MiB.
+fn add(memory_mib: u32) -> (tempfile::TempDir, Problem) {
+    let yaml = format!("name: Add\nlimits:\n  time_limit: 2\n  memory: {memory_mib}\n");
+    package(
+        "add",
+        &[
+            ("problem.yaml", yaml.as_str()),
+            ("data/secret/1.in", "3 4\n"),
+            ("data/secret/1.ans", "7\n"),
+        ],
+    )
+}
+
+/// Judges `src` as `lang` on [`add`] under 256 MiB and expects `verdict`.
+fn expect(sb: &Locked, lang: &str, what: &str, src: &str, verdict: Verdict) -> JudgeResult {
+    let (_t, p) = add(256);
+    let r = run(sb.as_ref(), &p, lang, src);
+    assert_eq!(r.verdict, verdict, "{lang}, {what}: {r:#?}");
+    r
+}
+
+/// 20 threads (C++) and a process pool of 14 (Python) are honest programs: the run's
+/// pids limit (processes + threads) leaves room for them…
+#[test]
+fn threads_and_process_pools_fit_the_pids_limit() {
+    let Some(sb) = sandbox() else { return };
+    if !toolchain("cpp") || !toolchain("python3") {
+        return;
+    }
+    let threads = "#include <bits/stdc++.h>\nint main(){long long a,b;std::cin>>a>>b;std::vector<std::thread> t;std::atomic<int> ready{0};int N=20;\n\
+                   for(int i=0;i<N;i++)t.emplace_back([&]{ready++;while(ready<N)std::this_thread::yield();});for(auto&x:t)x.join();std::cout<<a+b<<\"\\n\";}\n";
+    expect(&sb, "cpp", "20 threads", threads, Verdict::AC);
+    let pool = r#"import multiprocessing as mp, sys
+def f(x): return x*x
+if __name__=='__main__':
+    a,b=map(int,sys.stdin.read().split())
+    with mp.Pool(14) as p: r=p.map(f,range(100))
+    assert sum(r)==328350
+    print(a+b)
+"#;
+    expect(&sb, "python3", "Pool(14)", pool, Verdict::AC);
+}
+
+/// …while a fork bomb is still stopped (by the pids, memory or CPU limit), within the
+/// wall-clock limit, and the next run is normal.
+#[test]
+fn fork_bomb_is_still_stopped() {
+    let Some(sb) = sandbox() else { return };
+    if !toolchain("c") {
+        return;
+    }
+    let t = Instant::now();
+    let bomb = "#include <unistd.h>\nint main(void){ for(;;) fork(); }\n";
+    let (_t, p) = add(256);
+    let r = run(sb.as_ref(), &p, "c", bomb);
+    assert!(
+        matches!(r.verdict, Verdict::TLE | Verdict::MLE | Verdict::RTE),
+        "{r:#?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    let ok = run(
+        sb.as_ref(),
+        &p,
+        "c",
+        "#include <stdio.h>\nint main(){long long a,b; scanf(\"%lld %lld\",&a,&b); printf(\"%lld\\n\",a+b);}\n",
+    );
+    assert_eq!(ok.verdict, Verdict::AC, "{ok:#?}");
+}
