@@ -159,6 +159,15 @@ macro_rules! paste_nr {
     (open_by_handle_at) => {
         libc::SYS_open_by_handle_at
     };
+    (name_to_handle_at) => {
+        libc::SYS_name_to_handle_at
+    };
+    (modify_ldt) => {
+        libc::SYS_modify_ldt
+    };
+    (syslog) => {
+        libc::SYS_syslog
+    };
     (swapon) => {
         libc::SYS_swapon
     };
@@ -268,6 +277,17 @@ pub const DENY: &[Rule] = &[
         EPERM,
         "open files by handle outside the box (the 'shocker' escape)"
     ),
+    rule!(
+        name_to_handle_at,
+        EPERM,
+        "file handles: only useful with open_by_handle_at"
+    ),
+    rule!(
+        modify_ldt,
+        EPERM,
+        "16-bit segments: a history of kernel bugs, no use to a 64-bit program"
+    ),
+    rule!(syslog, EPERM, "the kernel log (the host's, not namespaced)"),
     rule!(swapon, EPERM, "host swap"),
     rule!(swapoff, EPERM, "host swap"),
     rule!(acct, EPERM, "process accounting"),

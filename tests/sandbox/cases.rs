@@ -635,19 +635,22 @@ fn seccomp_refuses_namespaces_and_foreign_abis() {
 #include <unistd.h>
 int main(int argc, char **argv){
   if (!strcmp(argv[1], "unshare")) { int r = unshare(CLONE_NEWUSER); printf("%d %d\n", r, errno); return 0; }
+  if (!strcmp(argv[1], "modify_ldt")) { char b[16]; long r = syscall(SYS_modify_ldt, 0, b, sizeof b); printf("%ld %d\n", r, errno); return 0; }
   if (!strcmp(argv[1], "x32")) { long r = syscall(0x40000000 | SYS_getpid); printf("%ld\n", r); return 0; }
   if (!strcmp(argv[1], "i386")) { long r; __asm__ volatile("int $0x80" : "=a"(r) : "a"(20)); printf("%ld\n", r); return 0; }
   return 2; }
 "#;
     let bin = compile("abi", src, false, &[]);
-    let mut spec = prog_spec(bin.clone(), limits(1000, 3000, 64));
-    spec.argv.push("unshare".into());
-    let o = h.run(&spec);
-    assert_eq!(
-        o.stdout,
-        format!("-1 {}\n", libc::EPERM).into_bytes(),
-        "{o:?}"
-    );
+    for refused in ["unshare", "modify_ldt"] {
+        let mut spec = prog_spec(bin.clone(), limits(1000, 3000, 64));
+        spec.argv.push(refused.into());
+        let o = h.run(&spec);
+        assert_eq!(
+            o.stdout,
+            format!("-1 {}\n", libc::EPERM).into_bytes(),
+            "{refused}: {o:?}"
+        );
+    }
     for abi in ["x32", "i386"] {
         let mut spec = prog_spec(bin.clone(), limits(1000, 3000, 64));
         spec.argv.push(abi.into());
