@@ -1145,6 +1145,12 @@ unsafe extern "C" fn program_entry(arg: *mut libc::c_void) -> ! {
             sys::child_fail(a.report, stage::JOIN_CGROUP, e);
         }
     }
+    // A cgroup namespace rooted at the run's cgroup: /proc/self/cgroup shows `/`, not
+    // the judge's cgroup layout and pid.
+    // SAFETY: unshare takes a flag word.
+    if let Err(e) = raw::check(unsafe { sc!(libc::SYS_unshare, libc::CLONE_NEWCGROUP) }) {
+        sys::child_fail(a.report, stage::JOIN_CGROUP, e);
+    }
     exec::program_child(a.prepared, a.stdio, a.report)
 }
 

@@ -1406,3 +1406,19 @@ int main(void){
     assert_eq!(o.stdout, b"7\n");
     h.check_health(&o);
 }
+
+/// The program's cgroups are its own root (a cgroup namespace): /proc/self/cgroup does
+/// not show the judge's cgroup layout or pid.
+#[test]
+fn cgroup_paths_do_not_show_the_judge() {
+    require_root!();
+    let h = Harness::new();
+    let o = h.run(&sh("cat /proc/self/cgroup", limits(1000, 3000, 64)));
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!text.is_empty());
+    for line in text.lines() {
+        assert!(line.ends_with(":/"), "{line:?} in {text}");
+    }
+    h.check_health(&o);
+}
