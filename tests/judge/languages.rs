@@ -76,3 +76,26 @@ fn fork_bomb_is_still_stopped() {
     );
     assert_eq!(ok.verdict, Verdict::AC, "{ok:#?}");
 }
+
+/// Python's `exit()` and `quit()` (defined by the `site` module) end an honest program
+/// normally: the run line must import `site`.
+#[test]
+fn python_exit_and_quit_are_defined() {
+    let Some(sb) = sandbox() else { return };
+    if !toolchain("python3") {
+        return;
+    }
+    for (what, src) in [
+        ("exit()", "a,b=map(int,input().split())\nprint(a+b)\nexit()\n"),
+        (
+            "quit(0)",
+            "a,b=map(int,input().split())\nif True:\n    print(a+b)\n    quit(0)\n",
+        ),
+        (
+            "sys.exit() and the script's folder on sys.path",
+            "import sys, os\nassert os.path.dirname(os.path.abspath(sys.argv[0])) in map(os.path.abspath, sys.path)\na,b=map(int,input().split())\nprint(a+b)\nsys.exit()\n",
+        ),
+    ] {
+        expect(&sb, "python3", what, src, Verdict::AC);
+    }
+}
