@@ -99,3 +99,35 @@ fn python_exit_and_quit_are_defined() {
         expect(&sb, "python3", what, src, Verdict::AC);
     }
 }
+
+/// PHP: a notice or warning goes to stderr, never into the answer; the extensions
+/// Debian enables for the CLI (ctype here) are loaded.
+#[test]
+fn php_warnings_go_to_stderr_and_extensions_load() {
+    let Some(sb) = sandbox() else { return };
+    if !toolchain("php") {
+        return;
+    }
+    let warn = "<?php\n[$a,$b]=array_map('intval',explode(' ',trim(fgets(STDIN))));\n\
+                $cnt[$a] += 1;   // undefined variable and key: a warning, harmless\necho $a+$b, \"\\n\";\n";
+    expect(&sb, "php", "a warning", warn, Verdict::AC);
+    // Debian enables ctype for the CLI with /etc/php/<version>/cli/conf.d/20-ctype.ini.
+    let enabled = std::fs::read_dir("/etc/php")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|v| {
+            std::fs::read_dir(v.path().join("cli/conf.d"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|f| f.file_name().to_string_lossy().ends_with("ctype.ini"))
+        });
+    if !enabled {
+        eprintln!("SKIPPED (php ctype): no /etc/php/*/cli/conf.d/*ctype.ini here");
+        return;
+    }
+    let ctype = "<?php\n$l=trim(fgets(STDIN)); [$a,$b]=explode(' ',$l);\n\
+                 if (!ctype_digit(ltrim($a,'-'))) { exit(1); }\necho intval($a)+intval($b), \"\\n\";\n";
+    expect(&sb, "php", "ctype_digit", ctype, Verdict::AC);
+}
