@@ -103,6 +103,27 @@ pub fn error_chain(e: &anyhow::Error) -> String {
     out
 }
 
+/// `s` safe to print on a terminal: control characters other than newline and tab
+/// (ESC, BEL, CR, backspace, the C1 range, DEL) are shown as `\u{1b}`-style escapes.
+/// Compiler and checker messages carry bytes a contestant controls (a `#error` line,
+/// the answer a checker quotes), which must never move the cursor, clear the screen
+/// or set the window title.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !s.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if bad(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn init_tracing(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -114,7 +135,19 @@ fn init_tracing(filter: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::error_chain;
+    use super::{error_chain, printable};
+
+    #[test]
+    fn printable_escapes_terminal_controls() {
+        assert_eq!(
+            printable("a.cpp:1: error\n\tnote"),
+            "a.cpp:1: error\n\tnote"
+        );
+        assert_eq!(
+            printable("x\u{1b}[2Jy\u{7}\r\u{9b}z"),
+            "x\\u{1b}[2Jy\\u{7}\\u{d}\\u{9b}z"
+        );
+    }
 
     #[test]
     fn error_chain_says_each_cause_once() {

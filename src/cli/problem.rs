@@ -152,7 +152,7 @@ pub fn report_lines(r: &VerifyReport) -> Vec<String> {
         let result = match (&s.skipped, s.ok) {
             (Some(why), _) => format!("skipped: {why}"),
             (None, true) => "ok".to_string(),
-            (None, false) => format!("MISMATCH: {}", s.message),
+            (None, false) => format!("MISMATCH: {}", crate::cli::printable(&s.message)),
         };
         out.push(format!(
             "{:<w$}  {:<10}  {:<9}  {:>7}  {result}",

@@ -230,7 +230,7 @@ pub fn print_result(r: &JudgeResult) {
         let msg = if t.message.is_empty() {
             String::new()
         } else {
-            format!(": {}", t.message)
+            format!(": {}", crate::cli::printable(&t.message))
         };
         crate::cli::client::out(format_args!(
             "  first failing test {} {}{msg}",
@@ -238,6 +238,9 @@ pub fn print_result(r: &JudgeResult) {
         ));
     }
     if (!r.compile.ok || r.verdict == Verdict::IE) && !r.compile.message.is_empty() {
-        crate::cli::client::out(format_args!("{}", r.compile.message.trim_end()));
+        crate::cli::client::out(format_args!(
+            "{}",
+            crate::cli::printable(r.compile.message.trim_end())
+        ));
     }
 }

@@ -89,7 +89,7 @@ impl Table {
 
     /// One row.
     pub fn row(&self, t: &TestResult) -> String {
-        let msg = t.message.lines().next().unwrap_or("");
+        let msg = crate::cli::printable(t.message.lines().next().unwrap_or(""));
         let score = t
             .score
             .map(|s| format!(" [score {}]", format_score(s)))
@@ -185,7 +185,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             JudgeEvent::Compiling => {}
             JudgeEvent::Compiled { compile, .. } => {
                 if !compile.message.is_empty() {
-                    let _ = writeln!(stderr, "{}", compile.message.trim_end());
+                    let _ = writeln!(
+                        stderr,
+                        "{}",
+                        crate::cli::printable(compile.message.trim_end())
+                    );
                 }
                 if compile.ok {
                     let _ = writeln!(stdout, "{}", table.header());
