@@ -213,40 +213,144 @@ fn expand_env(s: &str) -> Option<String> {
     Some(out)
 }
 
-/// Finds the name of the Java class declaring `main` (preferring a `public class`).
-fn java_main_class(src: &[u8]) -> Option<String> {
-    let s = String::from_utf8_lossy(src);
-    let ident = |t: &str| -> Option<String> {
-        let name: String = t
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
-            .collect();
-        (!name.is_empty()).then_some(name)
+/// A token of Java source that matters for finding the main class: a word (identifier,
+/// keyword or number) or one punctuation character. Comments, string and character
+/// literals and text blocks produce no tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JavaToken<'a> {
+    Word(&'a str),
+    Punct(char),
+}
+
+/// Splits Java source into [`JavaToken`]s (JLS §3: `//` and `/* */` comments, `"…"`
+/// strings, `'…'` characters and `"""…"""` text blocks, with their `\` escapes, are
+/// skipped). Unterminated comments and literals run to the end of the line (literals) or
+/// the source (comments, text blocks): javac reports those, not this.
+fn java_tokens(s: &str) -> Vec<JavaToken<'_>> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    // Skips a literal opened at `i` (after its opening `quote`); `stop_at_newline` for
+    // one-line literals. Returns the index after the closing quote.
+    let skip_literal = |mut i: usize, quote: &[u8], stop_at_newline: bool| -> usize {
+        while i < b.len() {
+            if b[i] == b'\\' {
+                i += 2;
+            } else if b[i..].starts_with(quote) {
+                return i + quote.len();
+            } else if stop_at_newline && b[i] == b'\n' {
+                return i;
+            } else {
+                i += 1;
+            }
+        }
+        b.len()
     };
-    let mut public = None;
-    for line in s.lines() {
-        let l = line.trim();
-        if let Some(i) = l
-            .find("public class ")
-            .or_else(|| l.find("public final class "))
-        {
-            let rest = &l[i..];
-            let after = rest
-                .split_once("class ")
-                .map(|(_, r)| r.trim_start())
-                .unwrap_or("");
-            public = public.or_else(|| ident(after));
+    let is_word = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    while i < b.len() {
+        let rest = &b[i..];
+        if rest.starts_with(b"//") {
+            i = rest
+                .iter()
+                .position(|&c| c == b'\n')
+                .map_or(b.len(), |n| i + n);
+        } else if rest.starts_with(b"/*") {
+            i = rest[2..]
+                .windows(2)
+                .position(|w| w == b"*/")
+                .map_or(b.len(), |n| i + 2 + n + 2);
+        } else if rest.starts_with(b"\"\"\"") {
+            i = skip_literal(i + 3, b"\"\"\"", false);
+        } else if rest[0] == b'"' || rest[0] == b'\'' {
+            i = skip_literal(i + 1, &rest[..1], true);
+        } else {
+            // `i` is on a char boundary: every skip above stops on an ASCII byte.
+            let c = s[i..].chars().next().unwrap_or(' ');
+            if is_word(c) {
+                let len = s[i..].find(|c: char| !is_word(c)).unwrap_or(s.len() - i);
+                out.push(JavaToken::Word(&s[i..i + len]));
+                i += len;
+            } else {
+                if !c.is_whitespace() {
+                    out.push(JavaToken::Punct(c));
+                }
+                i += c.len_utf8();
+            }
         }
     }
-    if public.is_some() {
-        return public;
+    out
+}
+
+/// A top-level type declaration of a Java source.
+#[derive(Debug)]
+struct JavaType {
+    name: String,
+    public: bool,
+    has_main: bool,
+}
+
+/// The top-level types (classes, interfaces, enums, records) of Java source, in order,
+/// with whether each is `public` and declares a method `void main(`.
+fn java_top_level_types(src: &str) -> Vec<JavaType> {
+    use JavaToken::{Punct, Word};
+    let toks = java_tokens(src);
+    let mut types: Vec<JavaType> = Vec::new();
+    let mut depth = 0usize;
+    // Whether `public` was seen since the last top-level declaration boundary.
+    let mut public = false;
+    for (k, t) in toks.iter().enumerate() {
+        let prev = k.checked_sub(1).map(|p| toks[p]);
+        match *t {
+            Punct('{') => depth += 1,
+            Punct('}') => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    public = false;
+                }
+            }
+            Punct(';') if depth == 0 => public = false,
+            Word("public") if depth == 0 => public = true,
+            // A declaration, not `Foo.class` (in a top-level annotation) nor `@interface`.
+            Word("class" | "interface" | "enum" | "record")
+                if depth == 0 && !matches!(prev, Some(Punct('.' | '@'))) =>
+            {
+                if let Some(Word(name)) = toks.get(k + 1) {
+                    types.push(JavaType {
+                        name: name.to_string(),
+                        public,
+                        has_main: false,
+                    });
+                }
+                public = false;
+            }
+            // A member `… void main(` of the current top-level type.
+            Word("main")
+                if depth == 1
+                    && prev == Some(Word("void"))
+                    && toks.get(k + 1) == Some(&Punct('(')) =>
+            {
+                if let Some(ty) = types.last_mut() {
+                    ty.has_main = true;
+                }
+            }
+            _ => {}
+        }
     }
-    // No public class: the first top-level `class X`.
-    s.lines().map(str::trim).find_map(|l| {
-        l.strip_prefix("class ")
-            .or_else(|| l.strip_prefix("final class "))
-            .and_then(ident)
-    })
+    types
+}
+
+/// The Java class a source's file must be named after and whose `main` runs: its public
+/// top-level type (javac requires the file to carry that name), else the first
+/// top-level type declaring `main`, else the first top-level type. Comments and
+/// literals are ignored. `None` when the source declares no type.
+fn java_main_class(src: &[u8]) -> Option<String> {
+    let types = java_top_level_types(&String::from_utf8_lossy(src));
+    types
+        .iter()
+        .find(|t| t.public)
+        .or_else(|| types.iter().find(|t| t.has_main))
+        .or_else(|| types.first())
+        .map(|t| t.name.clone())
 }
 
 #[derive(Deserialize)]
@@ -417,6 +521,71 @@ mod tests {
         );
         assert_eq!(j.source_name(b"// nothing"), "Main.java");
         assert_eq!(l.get("cpp").unwrap().source_name(b""), "main.cpp");
+    }
+
+    #[test]
+    fn java_main_class_ignores_comments_and_literals() {
+        let class = |src: &str| java_main_class(src.as_bytes());
+        let main = "public class Main { public static void main(String[] a) {} }\n";
+        // Comments and literals naming another class (QA: `with.java`, `Helper.java`).
+        for noise in [
+            "/* Solution for A+B.\n * Uses a public class with a static main. */\n",
+            "// Note: the helper is not a public class Helper\nimport java.util.*;\n",
+            "/** public class Doc { */\n",
+            "/* a // b */ // public class X\n",
+            "@SuppressWarnings(\"public class Str\")\n",
+            "@Deprecated(since = \"public \\\" class Esc\")\n",
+            "package foo; // public class Pkg\n",
+        ] {
+            assert_eq!(
+                class(&format!("{noise}{main}")).as_deref(),
+                Some("Main"),
+                "{noise}"
+            );
+        }
+        // Inside a string or a text block, in the body.
+        assert_eq!(
+            class("class A { String s = \"public class S {\"; char c = '\"'; String t = \"\"\"\n  public class T { \\\"\"\" \n\"\"\"; }\npublic class B { public static void main(String[] a) {} }\n").as_deref(),
+            Some("B")
+        );
+        // No public type: the one declaring main, not the first one.
+        assert_eq!(
+            class(
+                "class Helper { int x; }\nclass Sol { public static void main(String[] a) {} }\n"
+            )
+            .as_deref(),
+            Some("Sol")
+        );
+        // Nested types and `X.class` are not top-level declarations.
+        assert_eq!(
+            class("@Ann(Foo.class)\nfinal class Outer { static class Inner { public static void main(String[] a) {} } }\n").as_deref(),
+            Some("Outer")
+        );
+        // Other kinds of public types, generics, modifiers, odd spacing.
+        assert_eq!(
+            class("public   final\nclass\tP<T> {}").as_deref(),
+            Some("P")
+        );
+        assert_eq!(
+            class("public enum E { A { void f() {} }; public static void main(String[] a) {} }")
+                .as_deref(),
+            Some("E")
+        );
+        assert_eq!(
+            class("public interface I { static void main(String[] a) {} }").as_deref(),
+            Some("I")
+        );
+        assert_eq!(
+            class("public record R(int x) { public static void main(String[] a) {} }").as_deref(),
+            Some("R")
+        );
+        assert_eq!(
+            class("@interface Marker {}\nclass C {}").as_deref(),
+            Some("C")
+        );
+        assert_eq!(class("public class Ünï { }").as_deref(), Some("Ünï"));
+        assert_eq!(class("/* unterminated public class U"), None);
+        assert_eq!(class(""), None);
     }
 
     #[test]

@@ -131,3 +131,22 @@ fn php_warnings_go_to_stderr_and_extensions_load() {
                  if (!ctype_digit(ltrim($a,'-'))) { exit(1); }\necho intval($a)+intval($b), \"\\n\";\n";
     expect(&sb, "php", "ctype_digit", ctype, Verdict::AC);
 }
+
+/// Java: the source file is named after the real public class whatever the comments
+/// say, and a `package` declaration runs (the jar's main class is `foo.Main`).
+#[test]
+fn java_main_class_and_package() {
+    let Some(sb) = sandbox() else { return };
+    if !toolchain("java") {
+        return;
+    }
+    let main = "public class Main { public static void main(String[] x){ java.util.Scanner s=new java.util.Scanner(System.in); System.out.println(s.nextLong()+s.nextLong()); } }\n";
+    for head in [
+        "/* Solution for A+B.\n * Uses a public class with a static main. */\n",
+        "// Note: the helper is not a public class Helper\nimport java.util.*;\n",
+        "package foo;\n",
+        "package org.example.sol; // public class Nope\n",
+    ] {
+        expect(&sb, "java", head, &format!("{head}{main}"), Verdict::AC);
+    }
+}
