@@ -150,3 +150,18 @@ fn java_main_class_and_package() {
         expect(&sb, "java", head, &format!("{head}{main}"), Verdict::AC);
     }
 }
+
+/// Java: one `int[45_000_000]` (172 MiB) under 256 MiB fits: the old generation, where
+/// an array too large for the young one goes, is most of the heap (-XX:NewRatio), not
+/// two thirds of it.
+#[test]
+fn java_large_array_fits_the_old_generation() {
+    let Some(sb) = sandbox() else { return };
+    if !toolchain("java") {
+        return;
+    }
+    let src = "import java.util.*;\npublic class Main { public static void main(String[] x) { Scanner s=new Scanner(System.in); long a=s.nextLong(), b=s.nextLong();\n\
+               int[] big=new int[45_000_000]; for(int i=0;i<big.length;i++)big[i]=i;\n\
+               System.out.println(a+b+(big[7]-7)); } }\n";
+    expect(&sb, "java", "int[45_000_000]", src, Verdict::AC);
+}
