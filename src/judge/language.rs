@@ -197,6 +197,47 @@ impl Language {
     }
 }
 
+/// Memory a garbage-collected runtime keeps for itself beside its heap, at least (bytes):
+/// its code, the JIT's, stacks, a young generation, I/O buffers (`node -e ''` alone is
+/// ~40 MiB resident).
+pub const RUNTIME_HEADROOM_BYTES: u64 = 64 << 20;
+
+/// The heap size, in MiB, for a runtime whose heap limit must sit below a memory limit
+/// of `memory_bytes` (the `{heap_mib}` placeholder): the limit less 1/8 of it, at least
+/// [`RUNTIME_HEADROOM_BYTES`], never below half the limit (1 MiB at least). The runtime
+/// then collects its garbage before the cgroup's limit instead of sizing its heap from
+/// the host's RAM (the box hides the cgroup), which turned ~100 MiB of live data plus
+/// garbage under 256 MiB into MLE (QA). 256 MiB → 192, 1 GiB → 896.
+pub fn heap_mib(memory_bytes: u64) -> u64 {
+    let headroom = (memory_bytes / 8)
+        .max(RUNTIME_HEADROOM_BYTES)
+        .min(memory_bytes / 2);
+    ((memory_bytes - headroom) >> 20).max(1)
+}
+
+/// A runtime's own stack limit, in KiB, under a memory limit of `memory_bytes` (the
+/// `{stack_kib}` placeholder): a quarter of the memory limit (at least 1 MiB). The box's
+/// stack rlimit is the memory limit less max(1/16 of it, 8 MiB), never below half of it
+/// (`sandbox::exec::stack_bytes`), so this stays at most half the real stack: V8's
+/// `--stack-size` must stay well below it, or a deep recursion crashes with SIGSEGV
+/// instead of throwing a RangeError. 256 MiB → 65536 KiB (~700,000 frames of a simple
+/// JavaScript recursion).
+pub fn stack_kib(memory_bytes: u64) -> u64 {
+    ((memory_bytes / 4) >> 10).max(1024)
+}
+
+/// Expands the memory placeholders of one argv element for a memory limit of
+/// `memory_bytes`: `{memory_mib}` (the limit in MiB, at least 1), `{heap_mib}`
+/// ([`heap_mib`]) and `{stack_kib}` ([`stack_kib`]).
+pub fn expand_memory_placeholders(arg: &str, memory_bytes: u64) -> String {
+    if !arg.contains('{') {
+        return arg.to_string();
+    }
+    arg.replace("{memory_mib}", &(memory_bytes >> 20).max(1).to_string())
+        .replace("{heap_mib}", &heap_mib(memory_bytes).to_string())
+        .replace("{stack_kib}", &stack_kib(memory_bytes).to_string())
+}
+
 /// Expands `${VAR}` from the environment; `None` when a variable is unset or empty.
 fn expand_env(s: &str) -> Option<String> {
     let mut out = String::new();
@@ -659,6 +700,39 @@ compile_pids = 1
         assert!(path.1.starts_with("/opt/rust/bin:"));
         assert_eq!(env.iter().filter(|(k, _)| k == "PATH").count(), 1);
         assert!(env.iter().any(|(k, v)| k == "HOME" && v == "/box"));
+    }
+
+    #[test]
+    fn memory_placeholders() {
+        let mib = 1u64 << 20;
+        assert_eq!(heap_mib(256 * mib), 192);
+        assert_eq!(heap_mib(1024 * mib), 896);
+        assert_eq!(heap_mib(2048 * mib), 1792);
+        assert_eq!(heap_mib(64 * mib), 32);
+        assert_eq!(heap_mib(0), 1);
+        assert_eq!(stack_kib(256 * mib), 65536);
+        assert_eq!(stack_kib(mib), 1024);
+        // The stack stays at most half the box's stack rlimit (the memory limit less
+        // max(1/16, 8 MiB), never below half the limit), from 16 MiB to 64 GiB.
+        for m in (16..=65536u64).map(|m| m * mib) {
+            let rlimit = m - (m / 16).max(8 * mib).min(m / 2);
+            assert!(stack_kib(m) << 10 <= rlimit / 2, "{m}");
+            assert!(
+                heap_mib(m) * mib + RUNTIME_HEADROOM_BYTES.min(m / 2) <= m,
+                "{m}"
+            );
+        }
+        assert_eq!(
+            expand_memory_placeholders(
+                "--max-old-space-size={heap_mib}/{stack_kib}/{memory_mib}",
+                256 * mib
+            ),
+            "--max-old-space-size=192/65536/256"
+        );
+        assert_eq!(
+            expand_memory_placeholders("{source}", 256 * mib),
+            "{source}"
+        );
     }
 
     #[test]

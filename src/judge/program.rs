@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
 
-use crate::judge::language::{Language, LanguageError, Languages};
+use crate::judge::language::{expand_memory_placeholders, Language, LanguageError, Languages};
 use crate::sandbox::{
     InputFile, Limits, Mount, Output, RunOutcome, RunSpec, Sandbox, SandboxError, Status, Stdin,
 };
@@ -227,7 +227,8 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    /// The run argv with `memory_bytes` as the memory limit (for `{memory_mib}`).
+    /// The run argv with `memory_bytes` as the memory limit (for `{memory_mib}`,
+    /// `{heap_mib}`, `{stack_kib}`: see [`expand_memory_placeholders`]).
     pub fn run_argv(&self, memory_bytes: u64) -> Vec<String> {
         expand_argv(
             &self.lang.run,
@@ -258,10 +259,10 @@ fn expand_argv(
         if a == "{sources}" {
             out.extend(sources.iter().cloned());
         } else {
-            out.push(
-                a.replace("{source}", source)
-                    .replace("{memory_mib}", &(memory_bytes >> 20).max(1).to_string()),
-            );
+            out.push(expand_memory_placeholders(
+                &a.replace("{source}", source),
+                memory_bytes,
+            ));
         }
     }
     out

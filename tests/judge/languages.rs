@@ -165,3 +165,66 @@ fn java_large_array_fits_the_old_generation() {
                System.out.println(a+b+(big[7]-7)); } }\n";
     expect(&sb, "java", "int[45_000_000]", src, Verdict::AC);
 }
+
+/// Node: ~100 MiB of live objects plus garbage under 256 MiB is collected before the
+/// memory limit (the heap is sized from the limit, not from the host's RAM), and a
+/// recursion 100,000 deep fits the stack (--stack-size).
+#[test]
+fn node_heap_and_stack_follow_the_memory_limit() {
+    let Some(sb) = sandbox() else { return };
+    if !toolchain("javascript") {
+        return;
+    }
+    let read =
+        "const [a,b]=require('fs').readFileSync(0,'utf8').trim().split(/\\s+/).map(BigInt);\n";
+    let garbage = format!(
+        "{read}const live=[]; for(let i=0;i<1_000_000;i++) live.push({{x:i,y:[i,i+1]}});\n\
+         let s=0; for(let it=0;it<30;it++){{ const tmp=new Array(200000); for(let i=0;i<tmp.length;i++) tmp[i]={{v:i*it}}; s+=tmp[it].v; }}\n\
+         if (live.length!==1_000_000) process.exit(3);\nconsole.log((a+b).toString());\n"
+    );
+    expect(
+        &sb,
+        "javascript",
+        "live data and garbage",
+        &garbage,
+        Verdict::AC,
+    );
+    let deep = format!(
+        "{read}function dfs(n){{ return n===0?0:1+dfs(n-1); }}\nif (dfs(100000)!==100000) process.exit(3);\nconsole.log((a+b).toString());\n"
+    );
+    expect(&sb, "javascript", "recursion 1e5 deep", &deep, Verdict::AC);
+    // An endless recursion is still a RangeError (a runtime error), not a crash of V8
+    // past the real stack.
+    let endless = "function f(n){ return 1+f(n+1); }\ntry { f(0); } catch (e) { if (e instanceof RangeError) process.exit(4); }\n";
+    let r = expect(
+        &sb,
+        "javascript",
+        "endless recursion",
+        endless,
+        Verdict::RTE,
+    );
+    assert!(
+        r.tests[0].message.contains("exit code 4"),
+        "{:?}",
+        r.tests[0]
+    );
+}
+
+/// Ruby: a recursion 100,000 deep fits the VM stack (RUBY_THREAD_VM_STACK_SIZE); an
+/// endless one is still a SystemStackError.
+#[test]
+fn ruby_deep_recursion_fits() {
+    let Some(sb) = sandbox() else { return };
+    if !toolchain("ruby") {
+        return;
+    }
+    let deep = "a,b=STDIN.read.split.map(&:to_i)\ndef f(n) n==0 ? 0 : 1+f(n-1) end\nexit 3 unless f(100000)==100000\nputs a+b\n";
+    expect(&sb, "ruby", "recursion 1e5 deep", deep, Verdict::AC);
+    let endless = "def f(n) 1+f(n+1) end\nbegin\n  f(0)\nrescue SystemStackError\n  exit 4\nend\n";
+    let r = expect(&sb, "ruby", "endless recursion", endless, Verdict::RTE);
+    assert!(
+        r.tests[0].message.contains("exit code 4"),
+        "{:?}",
+        r.tests[0]
+    );
+}
