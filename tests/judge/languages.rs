@@ -228,3 +228,27 @@ fn ruby_deep_recursion_fits() {
         r.tests[0]
     );
 }
+
+/// C and C++ compile with OpenMP (`omp_*` calls and `#pragma omp`), and a run uses one
+/// thread of it (OMP_NUM_THREADS=1: CPU time counts every thread, and one thread per
+/// host core could exceed the pids limit).
+#[test]
+fn openmp_compiles_and_runs_one_thread() {
+    let Some(sb) = sandbox() else { return };
+    if !toolchain("cpp") || !toolchain("c") {
+        return;
+    }
+    let body = "long long a,b; if(scanf(\"%lld %lld\",&a,&b)!=2) return 1; long s=0;\n\
+                #pragma omp parallel for reduction(+:s)\nfor(int i=0;i<1000000;i++) s+=i%3;\n\
+                if (s!=999999 || omp_get_max_threads()!=1) return 3; printf(\"%lld\\n\",a+b); return 0; }\n";
+    for (lang, head) in [
+        (
+            "cpp",
+            "#include <bits/stdc++.h>\n#include <omp.h>\nint main(){",
+        ),
+        ("cpp20", "#include <cstdio>\n#include <omp.h>\nint main(){"),
+        ("c", "#include <stdio.h>\n#include <omp.h>\nint main(void){"),
+    ] {
+        expect(&sb, lang, "OpenMP", &format!("{head}{body}"), Verdict::AC);
+    }
+}
