@@ -452,6 +452,58 @@ fn io_internal(what: &str) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
     move |e| SandboxError::Internal(format!("{what}: {e}"))
 }
 
+/// Brings a host file the program will read into the page cache from the judge's side.
+/// Page cache is charged to the memory cgroup of whoever reads a page first, so a
+/// program reading a test input that was not cached was charged for it: its memory
+/// reported up to the limit on one run and small on the next, and a run that then
+/// crashed for another reason could be taken for a memory limit (the limit was hit).
+/// Mapping the file here and populating the mapping (`MADV_POPULATE_READ`, Linux 5.14;
+/// older kernels read it) charges the judge's cgroup instead; pages already cached
+/// cost a page-table walk, not a copy. Best effort: any failure leaves
+/// things as they were.
+fn cache_as_judge(fd: RawFd) {
+    // SAFETY: fstat into a zeroed stat; a private read-only mapping of a descriptor we
+    // hold, read within its length and unmapped before returning.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) != 0
+            || st.st_mode & libc::S_IFMT != libc::S_IFREG
+            || st.st_size <= 0
+        {
+            return;
+        }
+        let len = st.st_size as usize;
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return;
+        }
+        const MADV_POPULATE_READ: i32 = 22;
+        let populated = libc::madvise(p, len, MADV_POPULATE_READ) == 0;
+        let old_kernel = !populated && sys::errno() == libc::EINVAL;
+        libc::munmap(p, len);
+        if old_kernel {
+            // Reading (not touching the mapping: a file cut short meanwhile would be
+            // SIGBUS) fills the cache the same way, with a copy.
+            let mut buf = [0u8; 64 << 10];
+            let mut off = 0i64;
+            while (off as usize) < len {
+                let n = libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), off);
+                if n <= 0 {
+                    break;
+                }
+                off += n as i64;
+            }
+        }
+    }
+}
+
 /// Lets the box user reopen a pipe it was given as fd 0–2 (`/dev/stdout` is a link to
 /// `/proc/self/fd/1`: opening it opens the pipe again, checked against the pipe's
 /// owner and mode, which are root's and 0600 when the judge made it). The mode is
@@ -499,7 +551,11 @@ impl Stdio {
     pub fn new(spec: &RunSpec) -> Result<Stdio, SandboxError> {
         let stdin = match &spec.stdin {
             Stdin::Null => open_host("/dev/null".as_ref(), false)?,
-            Stdin::HostFile(p) => open_host(p, false)?,
+            Stdin::HostFile(p) => {
+                let fd = open_host(p, false)?;
+                cache_as_judge(fd.as_raw_fd());
+                fd
+            }
             Stdin::Fd(fd) => dup_fd(fd.as_raw_fd())?,
             Stdin::Bytes(b) => {
                 // SAFETY: memfd_create with a static name.

@@ -1422,3 +1422,45 @@ fn cgroup_paths_do_not_show_the_judge() {
     }
     h.check_health(&o);
 }
+
+/// A test input read straight from the host (Stdin::HostFile) is charged to the judge,
+/// not the run, whether it was in the page cache or not: reading 24 MB of input under
+/// a 16 MiB limit reports the program's own few MiB (QA: a cold input was reported at
+/// the limit on one run and small on the next).
+#[test]
+fn host_file_input_is_not_charged_to_the_run() {
+    require_root!();
+    let h = Harness::new();
+    let src = r#"
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+int main(void){ struct stat st; fstat(0, &st);
+  unsigned char *p = mmap(0, st.st_size, PROT_READ, MAP_PRIVATE, 0, 0); if (p == MAP_FAILED) return 1;
+  unsigned long s = 0; for (long i = 0; i < st.st_size; i++) s += p[i]; printf("%lu\n", s); return 0; }
+"#;
+    let bin = compile("suminput", src, false, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.in");
+    std::fs::write(&input, vec![1u8; 24 << 20]).unwrap();
+    for round in 0..2 {
+        // Out of the page cache, as a test input not read for a while.
+        let f = std::fs::File::open(&input).unwrap();
+        f.sync_all().unwrap();
+        // SAFETY: fadvise on an open file.
+        unsafe {
+            libc::posix_fadvise(
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                0,
+                0,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        let mut spec = prog_spec(bin.clone(), limits(2000, 4000, 16));
+        spec.stdin = Stdin::HostFile(input.clone());
+        let o = h.run(&spec);
+        assert_eq!(o.status, Status::Ok, "round {round}: {o:?}");
+        assert_eq!(o.stdout, format!("{}\n", 24u64 << 20).into_bytes());
+        assert!(o.memory_kib < 8 << 10, "round {round}: {o:?}");
+    }
+}
