@@ -272,6 +272,62 @@ pub fn is_empty(dir: RawFd) -> io::Result<bool> {
     wipe(dir, &mut 0)
 }
 
+/// The names of the extended attributes of the open file `fd` (ACLs among them).
+///
+/// Errors: the `flistxattr` error; a filesystem without extended attributes has none.
+fn xattr_names(fd: RawFd) -> io::Result<Vec<CString>> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: flistxattr writes at most buf.len() bytes into buf.
+        let n = unsafe { libc::flistxattr(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            break;
+        }
+        match io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::ERANGE) => {
+                // SAFETY: a size query (no buffer).
+                let want = unsafe { libc::flistxattr(fd, std::ptr::null_mut(), 0) };
+                if want < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                buf.resize(want as usize + 1, 0);
+            }
+            e if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
+            e => return Err(e),
+        }
+    }
+    Ok(buf
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+        .filter_map(|n| CString::new(n).ok())
+        .collect())
+}
+
+/// Removes every extended attribute of the folder `dir` (the box folders themselves
+/// survive a [`wipe`], and a program owning `/box` can leave `user.*` attributes of up
+/// to the filesystem's limit there: a channel to the box's next run, and memory held
+/// meanwhile).
+///
+/// Errors: listing or removing failed.
+pub fn clear_xattrs(dir: RawFd) -> io::Result<()> {
+    for name in xattr_names(dir)? {
+        // SAFETY: fremovexattr with a NUL-terminated name.
+        if unsafe { libc::fremovexattr(dir, name.as_ptr()) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENODATA) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the folder `dir` has any extended attribute (see [`clear_xattrs`]).
+pub fn has_xattrs(dir: RawFd) -> io::Result<bool> {
+    Ok(!xattr_names(dir)?.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

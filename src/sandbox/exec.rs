@@ -364,13 +364,36 @@ pub(crate) struct Capture {
     limit: u64,
     kill_on_overflow: bool,
     buf: Vec<u8>,
+    /// Past `keep`: the latest bytes, at most [`TAIL_KEPT`] once trimmed (`None`: not
+    /// kept, for [`Output::Capture`]).
+    tail: Option<Vec<u8>>,
     /// Bytes read so far.
     total: u64,
     truncated: bool,
     eof: bool,
 }
 
+/// Bytes kept from the end of an [`Output::CaptureHead`] stream that went past its
+/// head: where an out-of-memory message or the last line of a traceback is.
+pub const TAIL_KEPT: usize = 16 << 10;
+
 impl Capture {
+    /// What was kept: the head, and for a head-and-tail capture that went past its
+    /// head, a line saying how many bytes were left out, then the last [`TAIL_KEPT`]
+    /// bytes.
+    fn into_kept(self) -> Vec<u8> {
+        let mut buf = self.buf;
+        if let Some(tail) = self.tail.filter(|t| !t.is_empty()) {
+            let tail = &tail[tail.len().saturating_sub(TAIL_KEPT)..];
+            let cut = self.total - buf.len() as u64 - tail.len() as u64;
+            if cut > 0 {
+                buf.extend_from_slice(format!("\n[... {cut} bytes not kept ...]\n").as_bytes());
+            }
+            buf.extend_from_slice(tail);
+        }
+        buf
+    }
+
     /// Reads what is available; returns true when the cap was exceeded and the run
     /// must end with an output limit.
     fn drain(&mut self) -> bool {
@@ -404,6 +427,12 @@ impl Capture {
             if data.len() > room {
                 self.buf.extend_from_slice(&data[..room]);
                 self.truncated = true;
+                if let Some(tail) = self.tail.as_mut() {
+                    tail.extend_from_slice(&data[room..]);
+                    if tail.len() > 2 * TAIL_KEPT {
+                        tail.drain(..tail.len() - TAIL_KEPT);
+                    }
+                }
             } else {
                 self.buf.extend_from_slice(data);
             }
@@ -526,6 +555,7 @@ fn capture_pipe(
     keep: u64,
     limit: u64,
     kill_on_overflow: bool,
+    tail: bool,
 ) -> Result<(OwnedFd, Capture), SandboxError> {
     let (r, w) = sys::pipe().map_err(io_internal("pipe"))?;
     sys::set_nonblocking(r.as_raw_fd()).map_err(io_internal("pipe"))?;
@@ -538,6 +568,7 @@ fn capture_pipe(
         limit,
         kill_on_overflow,
         buf: Vec::new(),
+        tail: tail.then(Vec::new),
         total: 0,
         truncated: false,
         eof: false,
@@ -598,12 +629,12 @@ impl Stdio {
                     limit,
                     kill_on_overflow,
                 } => {
-                    let (w, c) = capture_pipe(*limit, *limit, *kill_on_overflow)?;
+                    let (w, c) = capture_pipe(*limit, *limit, *kill_on_overflow, false)?;
                     captures[i] = Some(c);
                     w
                 }
                 Output::CaptureHead { keep, limit } => {
-                    let (w, c) = capture_pipe(*keep, *limit, true)?;
+                    let (w, c) = capture_pipe(*keep, *limit, true, true)?;
                     captures[i] = Some(c);
                     w
                 }
@@ -806,12 +837,12 @@ pub(crate) fn classify(
     };
     let mut caps = w.captures;
     if let Some(c) = caps[0].take() {
-        o.stdout = c.buf;
         o.stdout_truncated = c.truncated;
+        o.stdout = c.into_kept();
     }
     if let Some(c) = caps[1].take() {
-        o.stderr = c.buf;
         o.stderr_truncated = c.truncated;
+        o.stderr = c.into_kept();
     }
     if let Some(st) = wait_status {
         if libc::WIFEXITED(st) {

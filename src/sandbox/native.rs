@@ -593,7 +593,9 @@ impl NativeSandbox {
         let mut dirty = 0;
         for b in idle.values().flatten() {
             let clean = boxfs::is_empty(b.work.as_raw_fd()).map_err(internal)?
-                && boxfs::is_empty(b.tmp.as_raw_fd()).map_err(internal)?;
+                && boxfs::is_empty(b.tmp.as_raw_fd()).map_err(internal)?
+                && !boxfs::has_xattrs(b.work.as_raw_fd()).map_err(internal)?
+                && !boxfs::has_xattrs(b.tmp.as_raw_fd()).map_err(internal)?;
             if !clean {
                 dirty += 1;
             }
@@ -714,7 +716,9 @@ impl NativeSandbox {
     fn recycle(&self, mut b: WarmBox, mounts: &[Mount]) {
         let mut budget = WIPE_BUDGET;
         let clean = matches!(boxfs::wipe(b.work.as_raw_fd(), &mut budget), Ok(true))
-            && matches!(boxfs::wipe(b.tmp.as_raw_fd(), &mut budget), Ok(true));
+            && matches!(boxfs::wipe(b.tmp.as_raw_fd(), &mut budget), Ok(true))
+            && boxfs::clear_xattrs(b.work.as_raw_fd()).is_ok()
+            && boxfs::clear_xattrs(b.tmp.as_raw_fd()).is_ok();
         if !clean {
             return;
         }

@@ -97,8 +97,12 @@ pub enum Output {
     /// [`Status::OutputLimit`]: a solution's stderr, whose content matters little but
     /// whose volume must stay bounded (case S10: 200 MB on stderr is an output limit,
     /// with the judge's memory flat).
+    ///
+    /// Past the first `keep` bytes, the last 16 KiB are kept as well (an out-of-memory
+    /// message or the end of a traceback is there), after a line
+    /// `[... N bytes not kept ...]`; `stderr_truncated` says that bytes were cut.
     CaptureHead {
-        /// Bytes kept.
+        /// Bytes kept from the start.
         keep: u64,
         /// Most bytes the program may write in all.
         limit: u64,

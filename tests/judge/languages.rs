@@ -252,3 +252,23 @@ fn openmp_compiles_and_runs_one_thread() {
         expect(&sb, lang, "OpenMP", &format!("{head}{body}"), Verdict::AC);
     }
 }
+
+/// An out-of-memory end is MLE even after more than the 64 KiB of stderr the judge
+/// keeps from the start: the last 16 KiB are kept as well, where the marker is (QA:
+/// 100 KB of debug output, then a MemoryError, was RTE).
+#[test]
+fn out_of_memory_marker_after_long_stderr() {
+    let Some(sb) = sandbox() else { return };
+    if !toolchain("python3") {
+        return;
+    }
+    let src = "import sys\nsys.stderr.write('x' * 100000 + '\\n')\na = [0] * 10**11\n";
+    let r = expect(
+        &sb,
+        "python3",
+        "MemoryError after 100 KB of stderr",
+        src,
+        Verdict::MLE,
+    );
+    assert!(r.tests[0].message.contains("out of memory"), "{r:#?}");
+}

@@ -1292,14 +1292,23 @@ fn s10b_stderr_volume_is_an_output_limit() {
     };
     let o = h.run(&spec);
     assert_eq!(o.status, Status::OutputLimit, "{o:?}");
-    assert_eq!(o.stderr.len(), 64 << 10);
+    assert_eq!(&o.stderr[..64 << 10], &[0u8; 64 << 10][..]);
+    assert!(o.stderr.len() <= (80 << 10) + 64, "{}", o.stderr.len());
     assert!(o.stderr_truncated);
     assert!(o.stdout.is_empty(), "{o:?}");
-    // Under the limit: kept head, no verdict.
-    spec.argv[2] = "head -c 1000000 /dev/zero >&2; echo done".into();
+    // Under the limit: the head, a line saying what was cut, the last 16 KiB (where an
+    // out-of-memory message would be); no verdict.
+    spec.argv[2] = "head -c 1000000 /dev/zero >&2; echo THE-END >&2; echo done".into();
     let o = h.run(&spec);
     assert_eq!(o.status, Status::Ok, "{o:?}");
-    assert_eq!(o.stderr.len(), 64 << 10);
+    let cut = 1_000_008 - (64 << 10) - (16 << 10);
+    let line = format!("\n[... {cut} bytes not kept ...]\n");
+    assert_eq!(o.stderr.len(), (64 << 10) + line.len() + (16 << 10));
+    assert_eq!(
+        &o.stderr[64 << 10..(64 << 10) + line.len()],
+        line.as_bytes()
+    );
+    assert!(o.stderr.ends_with(b"THE-END\n"));
     assert_eq!(o.stdout, b"done\n");
 }
 
@@ -1462,5 +1471,37 @@ int main(void){ struct stat st; fstat(0, &st);
         assert_eq!(o.status, Status::Ok, "round {round}: {o:?}");
         assert_eq!(o.stdout, format!("{}\n", 24u64 << 20).into_bytes());
         assert!(o.memory_kib < 8 << 10, "round {round}: {o:?}");
+    }
+}
+
+/// Extended attributes the program sets on its work folder (which it owns) do not
+/// reach the box's next run: the wipe removes files, and the folder's own attributes
+/// are cleared too (QA: a `user.*` attribute on /box carried data, up to ~16 MB, to
+/// the next run in a reused box).
+#[test]
+fn xattrs_on_the_work_folder_do_not_reach_the_next_run() {
+    require_root!();
+    let h = Harness::new();
+    let mut set = sh("", limits(2000, 4000, 64));
+    set.argv = vec![
+        "/usr/bin/python3".into(),
+        "-c".into(),
+        "import os\nos.setxattr('/box', 'user.m', b'7' * 1000)\nprint(os.listxattr('/box'))\n"
+            .into(),
+    ];
+    let o = h.run(&set);
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    assert_eq!(o.stdout, b"['user.m']\n", "{o:?}");
+    h.check_health(&o);
+    let mut get = sh("", limits(2000, 4000, 64));
+    get.argv = vec![
+        "/usr/bin/python3".into(),
+        "-c".into(),
+        "import os\nprint(os.listxattr('/box'), os.listxattr('/tmp'))\n".into(),
+    ];
+    for _ in 0..3 {
+        let o = h.run(&get);
+        assert_eq!(o.status, Status::Ok, "{o:?}");
+        assert_eq!(o.stdout, b"[] []\n", "{o:?}");
     }
 }
