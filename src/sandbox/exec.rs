@@ -64,6 +64,61 @@ impl Slots {
             s.insert(slot);
         }
     }
+
+    /// Takes the lowest slot that no other judge process (or other sandbox of this
+    /// one) on this host holds either: slots are numbered per sandbox, so the uid of
+    /// each (`uid_base + slot`) is also locked host-wide, with `flock` on
+    /// `dir/<uid>` held until the returned file is dropped (the kernel drops it with a
+    /// dead process). Two judge processes never run programs under the same uid, which
+    /// would share per-user kernel limits (pipe buffers, message queues, inotify) and
+    /// standing to signal each other.
+    ///
+    /// Errors: [`SandboxError::Unavailable`] when every slot is taken here or by others;
+    /// [`SandboxError::Io`] when the lock folder or a lock file cannot be made.
+    pub fn take_host_wide(
+        &self,
+        dir: &std::path::Path,
+        uid_base: u32,
+    ) -> Result<(u32, std::fs::File), SandboxError> {
+        std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
+            op: "mkdir",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut busy = Vec::new();
+        let result = loop {
+            let slot = match self.take() {
+                Ok(s) => s,
+                Err(e) => break Err(e),
+            };
+            let path = dir.join((uid_base + slot).to_string());
+            let f = match std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+            {
+                Ok(f) => f,
+                Err(source) => {
+                    self.give(slot);
+                    break Err(SandboxError::Io {
+                        op: "open",
+                        path,
+                        source,
+                    });
+                }
+            };
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                break Ok((slot, f));
+            }
+            busy.push(slot);
+        };
+        for s in busy {
+            self.give(s);
+        }
+        result
+    }
 }
 
 /// Child-side failure stages reported through the error pipe (see [`stage_name`]).

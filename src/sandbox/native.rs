@@ -103,8 +103,10 @@ pub const WIPE_BUDGET: usize = 4096;
 /// Configuration of the native backend.
 #[derive(Debug, Clone)]
 pub struct NativeConfig {
-    /// First uid (and gid) of boxes; box `n` runs as `uid_base + n`. Default 60000
-    /// (as isolate).
+    /// First uid (and gid) of boxes; box `n` runs as `uid_base + n`, for the lowest
+    /// `n` that no other box on this host holds (in this process or another judge's:
+    /// uids are locked host-wide, see `Slots::take_host_wide`). Default 60000 (as
+    /// isolate).
     pub uid_base: u32,
     /// Maximum number of boxes alive at once (bounds the uids used). Default 1000.
     pub max_boxes: u32,
@@ -166,6 +168,8 @@ struct WarmBox {
     work: OwnedFd,
     tmp: OwnedFd,
     slots: Arc<Slots>,
+    /// The host-wide lock on this box's uid (see [`Slots::take_host_wide`]).
+    _uid_lock: std::fs::File,
     /// tmpfs options last applied to `/box` and `/tmp` (skipped when unchanged).
     mounted_opts: Option<(CString, CString)>,
     /// The init of the box's next run, made ahead (see [`ReadyInit`]). Declared
@@ -605,7 +609,13 @@ impl NativeSandbox {
 
     fn make_box(&self, mounts: &[Mount]) -> Result<WarmBox, SandboxError> {
         let inner = &self.inner;
-        let slot = inner.slots.take()?;
+        let lock_dir = inner
+            .cfg
+            .staging
+            .parent()
+            .unwrap_or(Path::new("/run/judge-sandbox"))
+            .join("locks");
+        let (slot, uid_lock) = inner.slots.take_host_wide(&lock_dir, inner.cfg.uid_base)?;
         let uid = inner.cfg.uid_base + slot;
         let give_back = |e: SandboxError| {
             inner.slots.give(slot);
@@ -687,6 +697,7 @@ impl NativeSandbox {
             work,
             tmp,
             slots: inner.slots.clone(),
+            _uid_lock: uid_lock,
             mounted_opts: None,
             ready: None,
             retired: None,

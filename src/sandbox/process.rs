@@ -119,51 +119,15 @@ impl ProcessSandbox {
         self.inner.cgroup_keeper.stocked()
     }
 
-    /// Takes a slot that no other judge process on this host uses either: slots are
-    /// numbered per process, so each is also locked host-wide (`flock` on
-    /// `<root>/locks/<slot>`, held until the returned file is dropped). Without that,
-    /// two judge processes could run programs under the same uid (able to signal each
-    /// other) in the same work folder.
+    /// Takes a slot that no other judge process on this host uses either (see
+    /// [`Slots::take_host_wide`]; locks in `<root>/locks`). Without that, two judge
+    /// processes could run programs under the same uid (able to signal each other) in
+    /// the same work folder.
     fn take_host_slot(&self) -> Result<(u32, std::fs::File), SandboxError> {
-        let dir = self.inner.cfg.root.join("locks");
-        std::fs::create_dir_all(&dir).map_err(|source| SandboxError::Io {
-            op: "mkdir",
-            path: dir.clone(),
-            source,
-        })?;
-        let mut busy = Vec::new();
-        let result = loop {
-            let slot = match self.inner.slots.take() {
-                Ok(s) => s,
-                Err(e) => break Err(e),
-            };
-            let path = dir.join(slot.to_string());
-            let f = match std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-            {
-                Ok(f) => f,
-                Err(source) => {
-                    self.inner.slots.give(slot);
-                    break Err(SandboxError::Io {
-                        op: "open",
-                        path,
-                        source,
-                    });
-                }
-            };
-            // SAFETY: flock on a descriptor we own.
-            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                break Ok((slot, f));
-            }
-            busy.push(slot);
-        };
-        for s in busy {
-            self.inner.slots.give(s);
-        }
-        result
+        let cfg = &self.inner.cfg;
+        self.inner
+            .slots
+            .take_host_wide(&cfg.root.join("locks"), cfg.uid_base)
     }
 
     fn run_slot(&self, spec: &RunSpec, slot: u32) -> Result<RunOutcome, SandboxError> {

@@ -1505,3 +1505,30 @@ fn xattrs_on_the_work_folder_do_not_reach_the_next_run() {
         assert_eq!(o.stdout, b"[] []\n", "{o:?}");
     }
 }
+
+/// Two sandboxes on one host (two judge processes, or here two in one process) never
+/// give boxes alive at the same time the same uid: uids are locked host-wide (QA: two
+/// judges both ran programs as uid 60000, sharing per-user kernel limits). Each new
+/// sandbox numbers its boxes from 0, so without the locks both would use the same uid.
+#[test]
+fn two_sandboxes_never_share_a_box_uid() {
+    require_root!();
+    let _h = Harness::new();
+    let make = |tag: &str| {
+        judge::sandbox::native::NativeSandbox::new(judge::sandbox::native::NativeConfig {
+            cgroup_tag: tag.into(),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let (one, two) = (make("tsbxnative2"), make("tsbxnative3"));
+    let id = || sh("id -u; sleep 0.5", limits(1000, 3000, 64));
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| one.run(&id()).unwrap());
+        let b = s.spawn(|| two.run(&id()).unwrap());
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(a.status, Status::Ok, "{a:?}");
+    assert_eq!(b.status, Status::Ok, "{b:?}");
+    assert_ne!(a.stdout, b.stdout, "same uid in two sandboxes at once");
+}
