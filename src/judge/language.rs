@@ -177,15 +177,32 @@ impl Language {
         Ok(())
     }
 
-    /// The main source file's name inside the box for `source` (Java: the public class
-    /// with `main`, else `Main`).
+    /// The main source file's name inside the box for `source` (Java: `{class}` is the
+    /// public top-level type, else the one declaring `main`, else `Main`).
     pub fn source_name(&self, source: &[u8]) -> String {
         if self.source.contains("{class}") {
-            let class = java_main_class(source).unwrap_or_else(|| "Main".to_string());
+            let class = java_file_class(source).unwrap_or_else(|| "Main".to_string());
             self.source.replace("{class}", &class)
         } else {
             self.source.clone()
         }
+    }
+
+    /// The class whose `main` runs, for the `{main_class}` placeholder: for a language
+    /// whose source is named after a class (Java), the top-level type declaring `main`
+    /// ([`java_main_class`]: not the public type when that has no `main`); otherwise,
+    /// or when `source` declares no type, `file_name` without its extension.
+    pub fn main_class(&self, file_name: &str, source: &[u8]) -> String {
+        self.source
+            .contains("{class}")
+            .then(|| java_main_class(source))
+            .flatten()
+            .unwrap_or_else(|| {
+                file_name
+                    .rsplit_once('.')
+                    .map_or(file_name, |(stem, _)| stem)
+                    .to_string()
+            })
     }
 
     /// Whether `file_name` has one of this language's extensions.
@@ -334,7 +351,8 @@ struct JavaType {
 /// with whether each is `public` and declares a method `void main(`.
 fn java_top_level_types(src: &str) -> Vec<JavaType> {
     use JavaToken::{Punct, Word};
-    let toks = java_tokens(src);
+    let src = java_unescape(src);
+    let toks = java_tokens(&src);
     let mut types: Vec<JavaType> = Vec::new();
     let mut depth = 0usize;
     // Whether `public` was seen since the last top-level declaration boundary.
@@ -380,18 +398,90 @@ fn java_top_level_types(src: &str) -> Vec<JavaType> {
     types
 }
 
-/// The Java class a source's file must be named after and whose `main` runs: its public
-/// top-level type (javac requires the file to carry that name), else the first
-/// top-level type declaring `main`, else the first top-level type. Comments and
+/// The Java type a source's file must be named after: its public top-level type (javac
+/// requires the file to carry that name), else [`java_main_class`]. Comments and
 /// literals are ignored. `None` when the source declares no type.
-fn java_main_class(src: &[u8]) -> Option<String> {
+fn java_file_class(src: &[u8]) -> Option<String> {
     let types = java_top_level_types(&String::from_utf8_lossy(src));
     types
         .iter()
         .find(|t| t.public)
-        .or_else(|| types.iter().find(|t| t.has_main))
+        .map(|t| t.name.clone())
+        .or_else(|| main_of(&types))
+}
+
+/// The Java type whose `main` runs (the jar's main class): the top-level type declaring
+/// `main(` (the public one when several do), else the public type, else the first one.
+/// A public type without `main` beside a class with it (`public class Helper {}` and
+/// `class Main { main }`, or a `public sealed interface`) is not the main class (QA).
+/// `None` when the source declares no type.
+fn java_main_class(src: &[u8]) -> Option<String> {
+    main_of(&java_top_level_types(&String::from_utf8_lossy(src)))
+}
+
+/// [`java_main_class`] of parsed top-level types.
+fn main_of(types: &[JavaType]) -> Option<String> {
+    let with_main = || types.iter().filter(|t| t.has_main);
+    with_main()
+        .find(|t| t.public)
+        .or_else(|| with_main().next())
+        .or_else(|| types.iter().find(|t| t.public))
         .or_else(|| types.first())
         .map(|t| t.name.clone())
+}
+
+/// Translates Java's Unicode escapes (JLS §3.3: `\uXXXX`, with one or more `u`, where
+/// the `\` is not itself escaped by an odd run of backslashes), as javac does before
+/// anything else: `public class \u0053ol` declares `Sol`. A UTF-16 surrogate pair of
+/// escapes becomes one character; a malformed or lone-surrogate escape is left as
+/// written (javac reports it).
+fn java_unescape(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains("\\u") {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let b = s.as_bytes();
+    // The code unit of an escape at `i` (on a `\`) and the index after it.
+    let unit = |i: usize| -> Option<(u32, usize)> {
+        let mut j = i + 1;
+        while b.get(j) == Some(&b'u') {
+            j += 1;
+        }
+        let hex = s.get(j..j + 4).filter(|_| j > i + 1)?;
+        let v = u32::from_str_radix(hex, 16)
+            .ok()
+            .filter(|_| hex.bytes().all(|c| c.is_ascii_hexdigit()))?;
+        Some((v, j + 4))
+    };
+    let mut out = String::with_capacity(s.len());
+    let (mut i, mut copied, mut backslashes) = (0, 0, 0usize);
+    while i < b.len() {
+        if b[i] != b'\\' {
+            backslashes = 0;
+            i += 1;
+            continue;
+        }
+        let escape = if backslashes % 2 == 0 { unit(i) } else { None };
+        let decoded = escape.and_then(|(hi, next)| match hi {
+            0xD800..=0xDBFF => {
+                let (lo, end) = unit(next).filter(|(lo, _)| (0xDC00..=0xDFFF).contains(lo))?;
+                char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)).map(|c| (c, end))
+            }
+            _ => char::from_u32(hi).map(|c| (c, next)),
+        });
+        match decoded {
+            Some((c, end)) => {
+                out.push_str(&s[copied..i]);
+                out.push(c);
+                (i, copied, backslashes) = (end, end, 0);
+            }
+            None => {
+                backslashes += 1;
+                i += 1;
+            }
+        }
+    }
+    out.push_str(&s[copied..]);
+    std::borrow::Cow::Owned(out)
 }
 
 #[derive(Deserialize)]
@@ -566,7 +656,12 @@ mod tests {
 
     #[test]
     fn java_main_class_ignores_comments_and_literals() {
-        let class = |src: &str| java_main_class(src.as_bytes());
+        // The file's class and the main class agree on each of these.
+        let class = |src: &str| {
+            let file = java_file_class(src.as_bytes());
+            assert_eq!(file, java_main_class(src.as_bytes()), "{src}");
+            file
+        };
         let main = "public class Main { public static void main(String[] a) {} }\n";
         // Comments and literals naming another class (QA: `with.java`, `Helper.java`).
         for noise in [
@@ -627,6 +722,69 @@ mod tests {
         assert_eq!(class("public class Ünï { }").as_deref(), Some("Ünï"));
         assert_eq!(class("/* unterminated public class U"), None);
         assert_eq!(class(""), None);
+    }
+
+    #[test]
+    fn java_main_class_is_the_type_declaring_main() {
+        let main = "public static void main(String[] a) {}";
+        let both = |src: &str| {
+            (
+                java_file_class(src.as_bytes()),
+                java_main_class(src.as_bytes()),
+            )
+        };
+        let some = |f: &str, m: &str| (Some(f.to_string()), Some(m.to_string()));
+        // A public type without main beside the class with it (QA j1, j17): the file is
+        // named after the public type, main runs from the other class.
+        assert_eq!(
+            both(&format!("public class Helper {{ static int two() {{ return 2; }} }}\nclass Main {{ {main} }}\n")),
+            some("Helper", "Main")
+        );
+        assert_eq!(
+            both(&format!("public sealed interface Shape permits Circle {{}}\nfinal class Circle implements Shape {{}}\nclass Main {{ {main} }}\n")),
+            some("Shape", "Main")
+        );
+        // Several types with main: the public one; none public: the first with main.
+        assert_eq!(
+            both(&format!(
+                "class A {{ {main} }}\npublic class B {{ {main} }}\n"
+            )),
+            some("B", "B")
+        );
+        assert_eq!(
+            both(&format!(
+                "class A {{ }}\nclass B {{ {main} }}\nclass C {{ {main} }}\n"
+            )),
+            some("B", "B")
+        );
+        // No main anywhere: the public type, else the first.
+        assert_eq!(both("class A {}\npublic class B {}\n"), some("B", "B"));
+        assert_eq!(both("class A {}\nclass B {}\n"), some("A", "A"));
+        assert_eq!(both("// none"), (None, None));
+        // Unicode escapes in identifiers (QA j18), not when the backslash is escaped.
+        assert_eq!(
+            both(&format!("public class \\u0053ol {{ {main} }}")),
+            some("Sol", "Sol")
+        );
+        assert_eq!(
+            both(&format!("public class X\\uuu0031\\u00e9 {{ {main} }}")),
+            some("X1é", "X1é")
+        );
+        assert_eq!(
+            java_unescape(r"a\\u0041 \u0041 \\\u0041 \ud83d\ude00"),
+            "a\\\\u0041 A \\\\A 😀"
+        );
+        assert_eq!(
+            java_unescape(r"\u00 \ud83d x \uZZZZ"),
+            r"\u00 \ud83d x \uZZZZ"
+        );
+        let j = Languages::builtin().get("java").unwrap().clone();
+        let helper = format!("public class Helper {{}}\nclass Main {{ {main} }}\n");
+        assert_eq!(j.source_name(helper.as_bytes()), "Helper.java");
+        assert_eq!(j.main_class("Helper.java", helper.as_bytes()), "Main");
+        assert_eq!(j.main_class("Foo.java", b"// no type"), "Foo");
+        let c = Languages::builtin().get("c").unwrap().clone();
+        assert_eq!(c.main_class("main.c", b"class X {}"), "main");
     }
 
     #[test]

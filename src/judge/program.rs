@@ -220,6 +220,8 @@ pub struct Compiled {
     pub files: Vec<InputFile>,
     /// The main source's name (for `{source}` in the run argv).
     pub main_source: String,
+    /// The class whose `main` runs (for `{main_class}`: [`Language::main_class`]).
+    pub main_class: String,
     /// Resolved toolchain mounts.
     pub mounts: Vec<Mount>,
     /// Compiler diagnostics (warnings), capped.
@@ -234,6 +236,7 @@ impl Compiled {
             &self.lang.run,
             &self.main_source,
             std::slice::from_ref(&self.main_source),
+            &self.main_class,
             memory_bytes,
         )
     }
@@ -248,10 +251,15 @@ pub enum CompileFailure {
     Internal(String),
 }
 
+/// Expands an argv's placeholders (documented in templates/languages.toml): `{sources}`
+/// (an element of its own) becomes every source, `{source}` the main source's name,
+/// `{main_class}` the class whose `main` runs, and the memory placeholders
+/// ([`expand_memory_placeholders`]) follow `memory_bytes`.
 fn expand_argv(
     argv: &[String],
     source: &str,
     sources: &[String],
+    main_class: &str,
     memory_bytes: u64,
 ) -> Vec<String> {
     let mut out = Vec::with_capacity(argv.len() + sources.len());
@@ -260,7 +268,8 @@ fn expand_argv(
             out.extend(sources.iter().cloned());
         } else {
             out.push(expand_memory_placeholders(
-                &a.replace("{source}", source),
+                &a.replace("{source}", source)
+                    .replace("{main_class}", main_class),
                 memory_bytes,
             ));
         }
@@ -329,6 +338,7 @@ pub fn compile(
         .resolve_mounts()
         .map_err(|e: LanguageError| CompileFailure::Internal(e.to_string()))?;
     let main_source = program.main_file().name.clone();
+    let main_class = lang.main_class(&main_source, &program.main_file().content);
     let sources: Vec<String> = program
         .files
         .iter()
@@ -354,7 +364,13 @@ pub fn compile(
     let mut message = String::new();
     if let Some(cmd) = &lang.compile {
         let mut spec = RunSpec {
-            argv: expand_argv(cmd, &main_source, &sources, limits.memory_bytes),
+            argv: expand_argv(
+                cmd,
+                &main_source,
+                &sources,
+                &main_class,
+                limits.memory_bytes,
+            ),
             env: lang.environment(),
             files: src_files.clone(),
             stdin: Stdin::Null,
@@ -427,6 +443,7 @@ pub fn compile(
         lang: lang.clone(),
         files: run_files,
         main_source,
+        main_class,
         mounts,
         message,
     })
@@ -477,14 +494,21 @@ mod tests {
             "{sources}",
             "-DX={memory_mib}",
             "{source}",
+            "-DM={main_class}",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let out = expand_argv(&a, "a.cpp", &["a.cpp".into(), "b.cpp".into()], 256 << 20);
+        let out = expand_argv(
+            &a,
+            "a.cpp",
+            &["a.cpp".into(), "b.cpp".into()],
+            "a",
+            256 << 20,
+        );
         assert_eq!(
             out,
-            ["g++", "-o", "main", "a.cpp", "b.cpp", "-DX=256", "a.cpp"]
+            ["g++", "-o", "main", "a.cpp", "b.cpp", "-DX=256", "a.cpp", "-DM=a"]
         );
     }
 

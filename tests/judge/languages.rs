@@ -151,6 +151,39 @@ fn java_main_class_and_package() {
     }
 }
 
+/// Java: the class with `main` runs even when another top-level type is the public one
+/// (the file is named after that one), and a class named with a Unicode escape compiles
+/// (QA: `public class Helper {}` + `class Main`, a `public sealed interface`,
+/// `public class \u0053ol`).
+#[test]
+fn java_main_class_beside_a_public_type() {
+    let Some(sb) = sandbox() else { return };
+    if !toolchain("java") {
+        return;
+    }
+    let main = "public static void main(String[] a){ Scanner s=new Scanner(System.in); System.out.println(s.nextInt()+s.nextInt()); }";
+    for (what, src) in [
+        (
+            "public class Helper without main",
+            format!("import java.util.*;\npublic class Helper {{ static int two(){{return 2;}} }}\nclass Main {{ {main} }}\n"),
+        ),
+        (
+            "public sealed interface",
+            format!("import java.util.*;\npublic sealed interface Shape permits Circle {{}}\nfinal class Circle implements Shape {{}}\nclass Main {{ {main} }}\n"),
+        ),
+        (
+            "unicode escape in the class name",
+            format!("import java.util.*;\npublic class \\u0053ol {{ {main} }}\n"),
+        ),
+        (
+            "package and a public type without main",
+            format!("package a.b;\nimport java.util.*;\npublic class Util {{}}\nclass Sol {{ {main} }}\n"),
+        ),
+    ] {
+        expect(&sb, "java", what, &src, Verdict::AC);
+    }
+}
+
 /// Java: one `int[45_000_000]` (172 MiB) under 256 MiB fits: the old generation, where
 /// an array too large for the young one goes, is most of the heap (-XX:NewRatio), not
 /// two thirds of it.
