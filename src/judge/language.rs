@@ -232,15 +232,30 @@ pub fn heap_mib(memory_bytes: u64) -> u64 {
     ((memory_bytes - headroom) >> 20).max(1)
 }
 
+/// The box's stack rlimit under a memory limit of `memory_bytes` (bytes): the limit less
+/// max(1/16 of it, 8 MiB), never below half of it. This is the sandbox's rule
+/// (`sandbox::exec::stack_bytes`, which sets RLIMIT_STACK), restated here because a
+/// runtime's own stack size must stay below it.
+fn box_stack_rlimit(memory_bytes: u64) -> u64 {
+    memory_bytes - (memory_bytes / 16).max(8 << 20).min(memory_bytes / 2)
+}
+
 /// A runtime's own stack limit, in KiB, under a memory limit of `memory_bytes` (the
-/// `{stack_kib}` placeholder): a quarter of the memory limit (at least 1 MiB). The box's
-/// stack rlimit is the memory limit less max(1/16 of it, 8 MiB), never below half of it
-/// (`sandbox::exec::stack_bytes`), so this stays at most half the real stack: V8's
-/// `--stack-size` must stay well below it, or a deep recursion crashes with SIGSEGV
-/// instead of throwing a RangeError. 256 MiB → 65536 KiB (~700,000 frames of a simple
-/// JavaScript recursion).
+/// `{stack_kib}` placeholder): the limit less 128 MiB (a runtime's own memory and some
+/// data beside a deep recursion), at least a quarter of the limit, and at most half the
+/// box's stack rlimit ([`box_stack_rlimit`]), 1 MiB at least. V8's `--stack-size` must
+/// stay well below the real stack, or a deep recursion crashes with SIGSEGV instead of
+/// throwing a RangeError; an endless recursion touches the whole stack, so under a small
+/// limit it stays a quarter of it (Node alone is ~40 MiB resident) and the RangeError
+/// comes before the memory limit. 64 MiB → 16 MiB, 128 MiB → 32 MiB, 256 MiB → 120 MiB
+/// (~1,300,000 frames of a simple JavaScript recursion; a quarter, 64 MiB, made one 1e6
+/// deep a RangeError, QA), 1 GiB → 480 MiB.
 pub fn stack_kib(memory_bytes: u64) -> u64 {
-    ((memory_bytes / 4) >> 10).max(1024)
+    let stack = memory_bytes
+        .saturating_sub(128 << 20)
+        .max(memory_bytes / 4)
+        .min(box_stack_rlimit(memory_bytes) / 2);
+    (stack >> 10).max(1024)
 }
 
 /// Expands the memory placeholders of one argv element for a memory limit of
@@ -868,13 +883,20 @@ compile_pids = 1
         assert_eq!(heap_mib(2048 * mib), 1792);
         assert_eq!(heap_mib(64 * mib), 32);
         assert_eq!(heap_mib(0), 1);
-        assert_eq!(stack_kib(256 * mib), 65536);
+        assert_eq!(stack_kib(64 * mib), 16 << 10);
+        assert_eq!(stack_kib(128 * mib), 32 << 10);
+        assert_eq!(stack_kib(256 * mib), 120 << 10);
+        assert_eq!(stack_kib(1024 * mib), 480 << 10);
         assert_eq!(stack_kib(mib), 1024);
         // The stack stays at most half the box's stack rlimit (the memory limit less
-        // max(1/16, 8 MiB), never below half the limit), from 16 MiB to 64 GiB.
+        // max(1/16, 8 MiB), never below half the limit), from 16 MiB to 64 GiB, and
+        // leaves room for the runtime itself.
         for m in (16..=65536u64).map(|m| m * mib) {
             let rlimit = m - (m / 16).max(8 * mib).min(m / 2);
+            assert_eq!(box_stack_rlimit(m), rlimit);
             assert!(stack_kib(m) << 10 <= rlimit / 2, "{m}");
+            assert!(stack_kib(m) << 10 >= m / 4, "{m}");
+            assert!((stack_kib(m) << 10) + 40 * mib <= m || m < 64 * mib, "{m}");
             assert!(
                 heap_mib(m) * mib + RUNTIME_HEADROOM_BYTES.min(m / 2) <= m,
                 "{m}"
@@ -885,7 +907,7 @@ compile_pids = 1
                 "--max-old-space-size={heap_mib}/{stack_kib}/{memory_mib}",
                 256 * mib
             ),
-            "--max-old-space-size=192/65536/256"
+            "--max-old-space-size=192/122880/256"
         );
         assert_eq!(
             expand_memory_placeholders("{source}", 256 * mib),

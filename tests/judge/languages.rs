@@ -243,6 +243,35 @@ fn node_heap_and_stack_follow_the_memory_limit() {
     );
 }
 
+/// Node: a recursion 1,000,000 deep fits under 256 MiB (--stack-size is most of half
+/// the box's stack rlimit, not a quarter of the memory limit: QA `js_1e6.js` was RTE
+/// using 72 MB), and an endless one is a RangeError, never a crash past the real stack
+/// nor MLE, under 64 MiB, 256 MiB and 1 GiB.
+#[test]
+fn node_stack_follows_the_stack_rlimit() {
+    let Some(sb) = sandbox() else { return };
+    if !toolchain("javascript") {
+        return;
+    }
+    let deep = "function f(n){ if(n==0) return 0; return f(n-1)+1; }\n\
+                const l=require('fs').readFileSync(0,'utf8').trim().split(/\\s+/).map(Number);\n\
+                console.log(l[0]+l[1]+f(1000000)-1000000);\n";
+    let (_t, p) = add(256);
+    let r = run(sb.as_ref(), &p, "javascript", deep);
+    assert_eq!(r.verdict, Verdict::AC, "1e6 deep: {r:#?}");
+    let endless = "function f(n){ return 1+f(n+1); }\ntry { f(0); } catch (e) { if (e instanceof RangeError) process.exit(4); }\n";
+    for mib in [64, 256, 1024] {
+        let (_t, p) = add(mib);
+        let r = run(sb.as_ref(), &p, "javascript", endless);
+        assert_eq!(r.verdict, Verdict::RTE, "{mib} MiB: {r:#?}");
+        assert!(
+            r.tests[0].message.contains("exit code 4"),
+            "{mib} MiB: {:?}",
+            r.tests[0]
+        );
+    }
+}
+
 /// Ruby: a recursion 100,000 deep fits the VM stack (RUBY_THREAD_VM_STACK_SIZE); an
 /// endless one is still a SystemStackError.
 #[test]
