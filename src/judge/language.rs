@@ -104,9 +104,11 @@ pub struct Language {
 pub const BOX_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 impl Language {
-    /// The environment of this language's compile and run steps: PATH, HOME=/box,
-    /// LANG=C.UTF-8, TMPDIR=/tmp, then the language's own entries (which override).
-    pub fn environment(&self) -> Vec<(String, String)> {
+    /// The environment of this language's compile and run steps under a memory limit of
+    /// `memory_bytes`: PATH, HOME=/box, LANG=C.UTF-8, TMPDIR=/tmp, then the language's
+    /// own entries (which override), their values' memory placeholders expanded
+    /// ([`expand_memory_placeholders`]: e.g. Ruby's VM stack is `{vm_stack_bytes}`).
+    pub fn environment(&self, memory_bytes: u64) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = vec![
             ("PATH".into(), BOX_PATH.into()),
             ("HOME".into(), crate::sandbox::BOX_WORK_DIR.into()),
@@ -114,10 +116,11 @@ impl Language {
             ("TMPDIR".into(), "/tmp".into()),
         ];
         for (k, v) in &self.env {
+            let v = expand_memory_placeholders(v, memory_bytes);
             if let Some(e) = env.iter_mut().find(|(ek, _)| ek == k) {
-                e.1 = v.clone();
+                e.1 = v;
             } else {
-                env.push((k.clone(), v.clone()));
+                env.push((k.clone(), v));
             }
         }
         env
@@ -258,9 +261,23 @@ pub fn stack_kib(memory_bytes: u64) -> u64 {
     (stack >> 10).max(1024)
 }
 
-/// Expands the memory placeholders of one argv element for a memory limit of
-/// `memory_bytes`: `{memory_mib}` (the limit in MiB, at least 1), `{heap_mib}`
-/// ([`heap_mib`]) and `{stack_kib}` ([`stack_kib`]).
+/// The size, in bytes, of an interpreter's own VM stack kept in its heap (Ruby's,
+/// RUBY_THREAD_VM_STACK_SIZE) under a memory limit of `memory_bytes` (the
+/// `{vm_stack_bytes}` placeholder): a quarter of the limit, at most 128 MiB, 1 MiB at
+/// least. Memory is touched only as deep as a recursion goes; an endless one touches it
+/// all, and Ruby then builds the SystemStackError's backtrace (about as large again and,
+/// uncaught, ~0.5 s of CPU at 128 MiB): a quarter keeps that under the memory limit, and
+/// the cap keeps it a runtime error, not a time limit. 64 MiB → 16 MiB (~150,000 frames
+/// of a simple Ruby recursion), 256 MiB → 64 MiB (~600,000), 512 MiB and more → 128 MiB
+/// (~1,200,000: a fixed 64 MiB made one 1e6 deep a SystemStackError even under 1 GiB, QA).
+pub fn vm_stack_bytes(memory_bytes: u64) -> u64 {
+    (memory_bytes / 4).clamp(1 << 20, 128 << 20)
+}
+
+/// Expands the memory placeholders of one argv element or `env` value for a memory
+/// limit of `memory_bytes`: `{memory_mib}` (the limit in MiB, at least 1), `{heap_mib}`
+/// ([`heap_mib`]), `{stack_kib}` ([`stack_kib`]) and `{vm_stack_bytes}`
+/// ([`vm_stack_bytes`]).
 pub fn expand_memory_placeholders(arg: &str, memory_bytes: u64) -> String {
     if !arg.contains('{') {
         return arg.to_string();
@@ -268,6 +285,10 @@ pub fn expand_memory_placeholders(arg: &str, memory_bytes: u64) -> String {
     arg.replace("{memory_mib}", &(memory_bytes >> 20).max(1).to_string())
         .replace("{heap_mib}", &heap_mib(memory_bytes).to_string())
         .replace("{stack_kib}", &stack_kib(memory_bytes).to_string())
+        .replace(
+            "{vm_stack_bytes}",
+            &vm_stack_bytes(memory_bytes).to_string(),
+        )
 }
 
 /// Expands `${VAR}` from the environment; `None` when a variable is unset or empty.
@@ -868,11 +889,38 @@ compile_pids = 1
     #[test]
     fn environment_overrides_defaults() {
         let l = Languages::builtin();
-        let env = l.get("rust").unwrap().environment();
+        let env = l.get("rust").unwrap().environment(256 << 20);
         let path = env.iter().find(|(k, _)| k == "PATH").unwrap();
         assert!(path.1.starts_with("/opt/rust/bin:"));
         assert_eq!(env.iter().filter(|(k, _)| k == "PATH").count(), 1);
         assert!(env.iter().any(|(k, v)| k == "HOME" && v == "/box"));
+        // Values take the memory placeholders (Ruby's VM stack follows the limit).
+        let ruby = |mib: u64| {
+            l.get("ruby")
+                .unwrap()
+                .environment(mib << 20)
+                .into_iter()
+                .find(|(k, _)| k == "RUBY_THREAD_VM_STACK_SIZE")
+                .map(|(_, v)| v)
+        };
+        assert_eq!(ruby(64).as_deref(), Some("16777216"));
+        assert_eq!(ruby(256).as_deref(), Some("67108864"));
+        assert_eq!(ruby(1024).as_deref(), Some("134217728"));
+        assert_eq!(vm_stack_bytes(512 << 20), 128 << 20);
+        assert_eq!(vm_stack_bytes(1 << 20), 1 << 20);
+        let custom = Language {
+            env: vec![
+                (
+                    "X".into(),
+                    "{memory_mib}:{heap_mib}:{stack_kib}:{vm_stack_bytes}".into(),
+                ),
+                ("Y".into(), "{source} {unknown}".into()),
+            ],
+            ..l.get("c").unwrap().clone()
+        };
+        let env = custom.environment(256 << 20);
+        assert!(env.contains(&("X".into(), "256:192:122880:67108864".into())));
+        assert!(env.contains(&("Y".into(), "{source} {unknown}".into())));
     }
 
     #[test]

@@ -240,6 +240,12 @@ impl Compiled {
             memory_bytes,
         )
     }
+
+    /// The run environment with `memory_bytes` as the memory limit (its values' memory
+    /// placeholders expanded: see [`Language::environment`]).
+    pub fn run_env(&self, memory_bytes: u64) -> Vec<(String, String)> {
+        self.lang.environment(memory_bytes)
+    }
 }
 
 /// Why compilation did not produce a program.
@@ -371,7 +377,7 @@ pub fn compile(
                 &main_class,
                 limits.memory_bytes,
             ),
-            env: lang.environment(),
+            env: lang.environment(limits.memory_bytes),
             files: src_files.clone(),
             stdin: Stdin::Null,
             stdout: Output::Capture {

@@ -271,7 +271,7 @@ pub fn submission_run_spec(
 ) -> RunSpec {
     RunSpec {
         argv: compiled.run_argv(problem.memory_bytes),
-        env: compiled.lang.environment(),
+        env: compiled.run_env(problem.memory_bytes),
         files: compiled.files.clone(),
         stdin,
         stdout,
@@ -586,7 +586,7 @@ impl TestContext<'_> {
         argv.extend(test.validator_args.iter().cloned());
         let mut spec = RunSpec {
             argv,
-            env: v.lang.environment(),
+            env: v.run_env(VALIDATOR_MEMORY_BYTES),
             files,
             stdin,
             stdout,
@@ -692,7 +692,7 @@ impl TestContext<'_> {
         ]);
         let mut spec = RunSpec {
             argv,
-            env: v.lang.environment(),
+            env: v.run_env(VALIDATOR_MEMORY_BYTES),
             files,
             stdin: Stdin::Null,
             stdout: Output::Capture {

@@ -291,6 +291,44 @@ fn ruby_deep_recursion_fits() {
     );
 }
 
+/// Ruby: the VM stack follows the memory limit (RUBY_THREAD_VM_STACK_SIZE is
+/// `{vm_stack_bytes}`): a recursion 1,000,000 deep fits under 512 MiB and 1 GiB (it was a
+/// SystemStackError with a fixed 64 MiB, QA `rb_1e6.rb`), and an endless one, caught or
+/// not, is a SystemStackError, neither MLE nor TLE, under 64 MiB, 256 MiB and 1 GiB.
+#[test]
+fn ruby_vm_stack_follows_the_memory_limit() {
+    let Some(sb) = sandbox() else { return };
+    if !toolchain("ruby") {
+        return;
+    }
+    let deep = "def f(n) (n==0) ? 0 : f(n-1)+1 end\na,b=gets.split.map(&:to_i)\nputs a+b+f(1000000)-1000000\n";
+    for mib in [512, 1024] {
+        let (_t, p) = add(mib);
+        let r = run(sb.as_ref(), &p, "ruby", deep);
+        assert_eq!(r.verdict, Verdict::AC, "1e6 deep, {mib} MiB: {r:#?}");
+    }
+    let endless = "def f(n) 1+f(n+1) end\nbegin\n  f(0)\nrescue SystemStackError\n  exit 4\nend\n";
+    for mib in [64u32, 256, 1024] {
+        let (_t, p) = add(mib);
+        let r = run(sb.as_ref(), &p, "ruby", endless);
+        assert_eq!(r.verdict, Verdict::RTE, "{mib} MiB: {r:#?}");
+        assert!(
+            r.tests[0].message.contains("exit code 4"),
+            "{mib} MiB: {:?}",
+            r.tests[0]
+        );
+        // Uncaught, Ruby builds and prints the whole backtrace: still well within the
+        // memory limit, and within the 2 s time limit.
+        let r = run(sb.as_ref(), &p, "ruby", "def f(n) 1+f(n+1) end\nf(0)\n");
+        assert_eq!(r.verdict, Verdict::RTE, "uncaught, {mib} MiB: {r:#?}");
+        assert!(
+            r.tests[0].memory_kib < u64::from(mib << 10) * 3 / 4,
+            "uncaught, {mib} MiB: {:?}",
+            r.tests[0]
+        );
+    }
+}
+
 /// C and C++ compile with OpenMP (`omp_*` calls and `#pragma omp`), and a run uses one
 /// thread of it (OMP_NUM_THREADS=1: CPU time counts every thread, and one thread per
 /// host core could exceed the pids limit).
