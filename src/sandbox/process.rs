@@ -1,6 +1,10 @@
 //! The `process` backend, for the trusted pool: no namespaces, but its own cgroup per
 //! run (memory, pids, CPU accounting, kill of every descendant), rlimits, an
-//! unprivileged uid/gid per slot, no_new_privs and only fds 0–2.
+//! unprivileged uid/gid per slot, no_new_privs, only fds 0–2, and the native backend's
+//! seccomp filter (on x86_64; [`ProcessConfig::seccomp`]): without namespaces it is
+//! what keeps a trusted user's program from making its own (an unprivileged user
+//! namespace), tracing the slot's other processes or reaching the kernel's keyrings,
+//! `bpf` and `io_uring`.
 //!
 //! The program sees the host's filesystem with the permissions of its uid. The work
 //! folder is `<root>/<slot>` (mode 0700, owned by the slot's uid) instead of `/box`:
@@ -36,6 +40,9 @@ pub struct ProcessConfig {
     pub cgroups: Option<CgroupRoot>,
     /// First part of run cgroup names, `<tag>-<pid>-<n>` (letters only). Default `proc`.
     pub cgroup_tag: String,
+    /// Load the seccomp filter of [`super::seccomp`] before exec (x86_64 only; ignored
+    /// elsewhere). Default true.
+    pub seccomp: bool,
 }
 
 impl Default for ProcessConfig {
@@ -46,6 +53,7 @@ impl Default for ProcessConfig {
             root: PathBuf::from("/run/judge-sandbox/process"),
             cgroups: None,
             cgroup_tag: "proc".into(),
+            seccomp: true,
         }
     }
 }
@@ -62,6 +70,7 @@ struct Inner {
     cgroup_keeper: CgroupKeeper,
     slots: Slots,
     ncpu: u64,
+    seccomp: Option<super::seccomp::Program>,
 }
 
 fn internal(what: impl std::fmt::Display) -> SandboxError {
@@ -96,8 +105,14 @@ impl ProcessSandbox {
         // first so that nothing forks away meanwhile.
         let cgroup_keeper = CgroupKeeper::new(cgroups, &cfg.cgroup_tag, true)?;
         let slots = Slots::new(cfg.max_slots);
+        let seccomp = if cfg.seccomp {
+            super::seccomp::Program::build()
+        } else {
+            None
+        };
         Ok(ProcessSandbox {
             inner: Arc::new(Inner {
+                seccomp,
                 cfg,
                 cgroup_keeper,
                 slots,
@@ -168,8 +183,9 @@ impl ProcessSandbox {
                 )?;
             }
             let host_dir = dir.to_string_lossy().into_owned();
-            let prepared =
+            let mut prepared =
                 Prepared::new(spec, &host_dir, uid, uid, Some((BOX_WORK_DIR, &host_dir)))?;
+            prepared.seccomp = inner.seccomp.clone();
             let input_bytes = exec::input_file_bytes(spec);
             let Some(memory_bytes) =
                 exec::memory_after_inputs(spec.limits.memory_bytes, input_bytes)

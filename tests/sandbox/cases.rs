@@ -1532,3 +1532,34 @@ fn two_sandboxes_never_share_a_box_uid() {
     assert_eq!(b.status, Status::Ok, "{b:?}");
     assert_ne!(a.stdout, b.stdout, "same uid in two sandboxes at once");
 }
+
+/// The process backend loads the same seccomp filter: without namespaces, an
+/// unprivileged user namespace (and everything it unlocks), ptrace of the slot's
+/// other processes, keyrings, bpf and io_uring stay refused.
+#[test]
+fn process_backend_loads_the_seccomp_filter() {
+    require_root!();
+    let h = Harness::new();
+    let src = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <sys/ptrace.h>
+#include <unistd.h>
+int main(void){
+  int u = unshare(CLONE_NEWUSER); int ue = errno;
+  long p = ptrace(PTRACE_TRACEME, 0, 0, 0); int pe = errno;
+  printf("%d %d %ld %d\n", u, ue, p, pe); return 0; }
+"#;
+    let o = h.run_process(&prog_spec(
+        compile("procseccomp", src, false, &[]),
+        limits(1000, 3000, 64),
+    ));
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("-1 {0} -1 {0}\n", libc::EPERM),
+        "{o:?}"
+    );
+}
