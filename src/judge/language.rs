@@ -193,7 +193,7 @@ impl Language {
 
     /// The class whose `main` runs, for the `{main_class}` placeholder: for a language
     /// whose source is named after a class (Java), the top-level type declaring `main`
-    /// ([`java_main_class`]: not the public type when that has no `main`); otherwise,
+    /// (`java_main_class`: not the public type when that has no `main`); otherwise,
     /// or when `source` declares no type, `file_name` without its extension.
     pub fn main_class(&self, file_name: &str, source: &[u8]) -> String {
         self.source
@@ -235,18 +235,17 @@ pub fn heap_mib(memory_bytes: u64) -> u64 {
     ((memory_bytes - headroom) >> 20).max(1)
 }
 
-/// The box's stack rlimit under a memory limit of `memory_bytes` (bytes): the limit less
-/// max(1/16 of it, 8 MiB), never below half of it. This is the sandbox's rule
-/// (`sandbox::exec::stack_bytes`, which sets RLIMIT_STACK), restated here because a
-/// runtime's own stack size must stay below it.
+/// The box's stack rlimit under a memory limit of `memory_bytes` (bytes): the
+/// sandbox's own rule ([`crate::sandbox::stack_bytes`], the limit less max(1/16 of it,
+/// 8 MiB), never below half of it), which a runtime's own stack size must stay below.
 fn box_stack_rlimit(memory_bytes: u64) -> u64 {
-    memory_bytes - (memory_bytes / 16).max(8 << 20).min(memory_bytes / 2)
+    crate::sandbox::stack_bytes(memory_bytes)
 }
 
 /// A runtime's own stack limit, in KiB, under a memory limit of `memory_bytes` (the
 /// `{stack_kib}` placeholder): the limit less 128 MiB (a runtime's own memory and some
 /// data beside a deep recursion), at least a quarter of the limit, and at most half the
-/// box's stack rlimit ([`box_stack_rlimit`]), 1 MiB at least. V8's `--stack-size` must
+/// box's stack rlimit ([`crate::sandbox::stack_bytes`]), 1 MiB at least. V8's `--stack-size` must
 /// stay well below the real stack, or a deep recursion crashes with SIGSEGV instead of
 /// throwing a RangeError; an endless recursion touches the whole stack, so under a small
 /// limit it stays a quarter of it (Node alone is ~40 MiB resident) and the RangeError

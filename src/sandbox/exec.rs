@@ -296,7 +296,7 @@ impl Prepared {
 /// limit"), while an infinite one reaches the stack limit — SIGSEGV, a runtime error —
 /// before the memory cgroup's limit, unless the rest of the program is larger than
 /// the headroom (then the run ends as a memory limit, which it also is).
-pub(crate) fn stack_bytes(memory_bytes: u64) -> u64 {
+pub fn stack_bytes(memory_bytes: u64) -> u64 {
     let headroom = (memory_bytes / 16).max(8 << 20).min(memory_bytes / 2);
     memory_bytes - headroom
 }

@@ -22,6 +22,9 @@ pub mod seccomp;
 mod spec;
 mod sys;
 
+/// The stack rlimit (bytes) of a run under a memory limit (bytes): what a runtime's own
+/// stack size must stay below (see `judge::language`).
+pub use exec::stack_bytes;
 pub use spec::*;
 
 use std::sync::Arc;
