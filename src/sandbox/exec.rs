@@ -5,6 +5,7 @@
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use super::cgroup::{CgroupOps, CgroupRoot, RunCgroup};
@@ -520,9 +521,19 @@ fn dup_fd(fd: RawFd) -> Result<OwnedFd, SandboxError> {
 }
 
 fn open_host(path: &std::path::Path, write: bool) -> Result<OwnedFd, SandboxError> {
+    open_host_flags(path, write, 0)
+}
+
+/// [`open_host`] with extra `open(2)` flags.
+fn open_host_flags(
+    path: &std::path::Path,
+    write: bool,
+    flags: i32,
+) -> Result<OwnedFd, SandboxError> {
     std::fs::OpenOptions::new()
         .read(!write)
         .write(write)
+        .custom_flags(flags)
         .open(path)
         .map(OwnedFd::from)
         .map_err(|source| SandboxError::Io {
@@ -530,6 +541,35 @@ fn open_host(path: &std::path::Path, write: bool) -> Result<OwnedFd, SandboxErro
             path: path.into(),
             source,
         })
+}
+
+/// Opens a host file given as a run's standard input: a regular file only. A folder
+/// would hand the program a descriptor from which `openat(fd, "..")` walks the host's
+/// tree, and a FIFO without a writer would block the judge before any time limit
+/// applies (QA), so both are refused; opening does not block (`O_NONBLOCK`, which
+/// regular files ignore, is cleared again).
+///
+/// Errors: [`SandboxError::Io`] when it cannot be opened; [`SandboxError::InvalidSpec`]
+/// when it is not a regular file.
+fn open_input(path: &std::path::Path) -> Result<OwnedFd, SandboxError> {
+    let fd = open_host_flags(path, false, libc::O_NONBLOCK | libc::O_NOCTTY)?;
+    let md = std::fs::File::from(fd.try_clone().map_err(io_internal("dup"))?)
+        .metadata()
+        .map_err(io_internal("fstat"))?;
+    if !md.file_type().is_file() {
+        return Err(SandboxError::InvalidSpec(format!(
+            "standard input {} is not a regular file",
+            path.display()
+        )));
+    }
+    // SAFETY: fcntl on a descriptor we own: back to blocking reads for the program.
+    unsafe {
+        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if fl >= 0 {
+            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK);
+        }
+    }
+    Ok(fd)
 }
 
 fn io_internal(what: &str) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
@@ -638,7 +678,7 @@ impl Stdio {
         let stdin = match &spec.stdin {
             Stdin::Null => open_host("/dev/null".as_ref(), false)?,
             Stdin::HostFile(p) => {
-                let fd = open_host(p, false)?;
+                let fd = open_input(p)?;
                 cache_as_judge(fd.as_raw_fd());
                 fd
             }

@@ -235,6 +235,11 @@ fn check_mount(m: &Mount) -> Result<(), SandboxError> {
     if t == Path::new("/") || t == Path::new("/etc") {
         return Err(bad("is one of the box's own folders"));
     }
+    if let Some(root) = ROOT_DIRS.iter().find(|d| t.starts_with(d)) {
+        return Err(bad(&format!(
+            "is inside the box's read-only {root}, which shows the host's {root} already"
+        )));
+    }
     for reserved in ["/proc", "/dev", BOX_WORK_DIR, "/tmp"] {
         if t.starts_with(reserved) {
             return Err(bad(
@@ -738,13 +743,22 @@ impl NativeSandbox {
         if b.retired.as_mut().is_some_and(ReadyInit::try_reap) {
             b.retired = None;
         }
-        // The program may have changed the folders' modes (it owns /box).
-        // SAFETY: fchown/fchmod on descriptors we own.
+        // The program may have changed the folders' modes (it owns /box) and their
+        // times: it can set /box's to any value (utimensat), and the nanoseconds of
+        // /tmp's change when it makes a file there, both read back by the box's next
+        // run (QA: ~60 bits per run). Owner, mode and times go back to fixed values.
+        let epoch = [libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        }; 2];
+        // SAFETY: fchown/fchmod/futimens on descriptors we own, with a valid array.
         unsafe {
             libc::fchown(b.work.as_raw_fd(), b.uid, b.uid);
             libc::fchmod(b.work.as_raw_fd(), 0o755);
             libc::fchown(b.tmp.as_raw_fd(), 0, 0);
             libc::fchmod(b.tmp.as_raw_fd(), 0o1777);
+            libc::futimens(b.work.as_raw_fd(), epoch.as_ptr());
+            libc::futimens(b.tmp.as_raw_fd(), epoch.as_ptr());
         }
         if let Ok(mut idle) = self.inner.idle.lock() {
             let list = idle.entry(mounts.to_vec()).or_default();

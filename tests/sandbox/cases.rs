@@ -1563,3 +1563,53 @@ int main(void){
         "{o:?}"
     );
 }
+
+/// The work folder's times do not carry data to the box's next run: the program owns
+/// /box and can set its times to anything (QA: ~60 bits per run through atime).
+#[test]
+fn folder_times_do_not_reach_the_next_run() {
+    require_root!();
+    let h = Harness::new();
+    let set = "import os\nos.utime('/box', ns=(4000000000123456789, 3735928559987654321))\nopen('/tmp/x', 'w').close()\n";
+    let get = "import os\nb = os.stat('/box'); t = os.stat('/tmp')\nprint(b.st_atime_ns, b.st_mtime_ns > 3000000000 * 10**9, t.st_mtime_ns)\n";
+    let py = |src: &str| {
+        let mut spec = sh("", limits(2000, 4000, 64));
+        spec.argv = vec!["/usr/bin/python3".into(), "-c".into(), src.into()];
+        spec
+    };
+    let o = h.run(&py(set));
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    for _ in 0..3 {
+        let o = h.run(&py(get));
+        assert_eq!(o.status, Status::Ok, "{o:?}");
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(!out.contains("4000000000123456789"), "{out}");
+        assert!(out.contains(" False "), "{out}");
+    }
+}
+
+/// `Stdin::HostFile` must be a regular file: a folder's descriptor would let the
+/// program walk the host's tree from it (QA: `--stdin DIR` listed the host's /), and a
+/// FIFO would block the judge before any limit applies.
+#[test]
+fn standard_input_must_be_a_regular_file() {
+    require_root!();
+    let h = Harness::new();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo with a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    for p in [dir.path().to_path_buf(), fifo] {
+        let mut spec = sh("cat", limits(1000, 2000, 64));
+        spec.stdin = Stdin::HostFile(p.clone());
+        let t = std::time::Instant::now();
+        let e = h.sb.run(&spec).unwrap_err();
+        assert!(
+            matches!(e, judge::sandbox::SandboxError::InvalidSpec(_)),
+            "{}: {e}",
+            p.display()
+        );
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+    }
+}
