@@ -180,16 +180,82 @@ fn open_ro(path: &Path) -> Result<fs::File, SandboxError> {
     fs::File::open(path).map_err(|e| cg_err("open", path, None, e))
 }
 
-/// Numbers run cgroups (`<tag>-<pid>-<n>`) across every sandbox of the process: two
+/// Numbers run cgroups (`<tag>-<owner>-<n>`) across every sandbox of the process: two
 /// instances (two pools, two test modules, a keeper and an inline fallback) must never
 /// pick the same name.
 static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A fresh run cgroup name, `<tag>-<pid>-<n>` (the shape [`CgroupRoot::sweep_stale`]
-/// recognises; `tag` is lowercase letters).
+/// Where each judge process keeps a lock file named by its [`owner_token`], locked
+/// (`flock`) for the process's life: [`CgroupRoot::sweep_stale`] asks it whether the
+/// owner of a run cgroup still lives.
+pub const OWNERS_DIR: &str = "/run/judge-sandbox/owners";
+
+/// This process's part of its run cgroups' names: `<pid>.<nonce>` (8 random hex
+/// digits). A pid alone is not unique on a host: judges in containers (PID namespaces)
+/// sharing the host's cgroup tree are all pid 1 or so, and used to take each other's
+/// cgroup names and sweep each other's live cgroups (QA). The first call creates and
+/// locks `OWNERS_DIR/<token>` (best effort: without it, other judges leave this
+/// process's cgroups alone).
+pub fn owner_token() -> &'static str {
+    static OWNER: std::sync::OnceLock<(String, Option<fs::File>)> = std::sync::OnceLock::new();
+    &OWNER
+        .get_or_init(|| {
+            let mut nonce = [0u8; 4];
+            // SAFETY: getrandom into a 4-byte buffer; on failure the time's bits are
+            // used.
+            let got = unsafe { libc::getrandom(nonce.as_mut_ptr().cast(), 4, 0) };
+            if got != 4 {
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos());
+                nonce = t.to_ne_bytes();
+            }
+            let token = format!("{}.{:08x}", std::process::id(), u32::from_ne_bytes(nonce));
+            let lock = (|| -> io::Result<fs::File> {
+                fs::create_dir_all(OWNERS_DIR)?;
+                let f = fs::File::create(Path::new(OWNERS_DIR).join(&token))?;
+                // SAFETY: flock on a descriptor we own (kept for the process's life).
+                if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(f)
+            })();
+            (token, lock.ok())
+        })
+        .0
+}
+
+/// Whether the owner of run cgroups named with `owner` (a `<pid>.<nonce>` token, or a
+/// bare pid from older versions) still lives: `Some(false)` only when that is certain
+/// (its lock file is there and unlocked, or the bare pid is gone); `None` when it
+/// cannot be told (no lock file: another host's `/run`, e.g. a container's).
+fn owner_alive(owner: &str) -> Option<bool> {
+    if let Ok(pid) = owner.parse::<u32>() {
+        return Some(Path::new(&format!("/proc/{pid}")).exists());
+    }
+    let (pid, nonce) = owner.split_once('.')?;
+    if pid.parse::<u32>().is_err()
+        || nonce.is_empty()
+        || !nonce.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return None;
+    }
+    let path = Path::new(OWNERS_DIR).join(owner);
+    let f = fs::File::open(&path).ok()?;
+    // SAFETY: flock on a descriptor we own; released when `f` is dropped.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        let _ = fs::remove_file(&path);
+        Some(false)
+    } else {
+        Some(true)
+    }
+}
+
+/// A fresh run cgroup name, `<tag>-<owner>-<n>` with this process's [`owner_token`]
+/// (the shape [`CgroupRoot::sweep_stale`] recognises; `tag` is lowercase letters).
 pub fn run_name(tag: &str) -> String {
     let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{tag}-{}-{n}", std::process::id())
+    format!("{tag}-{}-{n}", owner_token())
 }
 
 /// Where runs' cgroups are created: one folder per controller on v1, one on v2.
@@ -388,8 +454,11 @@ impl CgroupRoot {
     }
 
     /// Removes run cgroups left by judge processes that died mid-run: folders named
-    /// `<tag>-<pid>-<n>` (a lowercase tag such as `run`, `proc`, `doctor`) whose pid
-    /// no longer exists. Their tasks (if any survived) are killed first. Returns how many were
+    /// `<tag>-<owner>-<n>` (a lowercase tag such as `run`, `proc`, `doctor`) whose
+    /// owner is certainly gone (see [`owner_token`]: its lock file in [`OWNERS_DIR`]
+    /// is unlocked; for a bare pid of older versions, the pid no longer exists). A
+    /// cgroup whose owner cannot be told (a judge in a container with its own `/run`)
+    /// is left alone. Their tasks (if any survived) are killed first. Returns how many were
     /// removed; failures are skipped (they are retried at the next start).
     pub fn sweep_stale(&self) -> usize {
         let mut removed = 0;
@@ -401,17 +470,15 @@ impl CgroupRoot {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
                 let mut parts = n.splitn(3, '-');
-                let (Some(prefix), Some(pid), Some(_)) = (parts.next(), parts.next(), parts.next())
+                let (Some(prefix), Some(owner), Some(_)) =
+                    (parts.next(), parts.next(), parts.next())
                 else {
                     continue;
                 };
                 if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_lowercase()) {
                     continue;
                 }
-                let Ok(pid) = pid.parse::<u32>() else {
-                    continue;
-                };
-                if !Path::new(&format!("/proc/{pid}")).exists() {
+                if owner_alive(owner) == Some(false) {
                     names.insert(n);
                 }
             }
@@ -440,6 +507,14 @@ impl CgroupRoot {
             }
             if cg.kill_all().is_ok() && cg.remove().is_ok() {
                 removed += 1;
+            }
+        }
+        // Lock files of judges that ended (unlocked), whose cgroups are gone by now.
+        if let Ok(rd) = fs::read_dir(OWNERS_DIR) {
+            for e in rd.flatten() {
+                if let Some(owner) = e.file_name().to_str() {
+                    let _ = owner_alive(owner);
+                }
             }
         }
         removed
@@ -1370,16 +1445,26 @@ mod tests {
         let dead = base.join("run-2147483632-3");
         let alive = base.join(format!("run-{}-0", std::process::id()));
         let other = base.join("something-else");
-        for d in [&dead, &alive, &other] {
+        // A token owner: ours is alive (locked); one whose lock file is unlocked is
+        // dead; one without a lock file (another /run) cannot be told: left alone.
+        let ours = base.join(format!("run-{}-1", owner_token()));
+        let gone_token = "7.0000beef";
+        fs::create_dir_all(OWNERS_DIR).unwrap();
+        fs::File::create(Path::new(OWNERS_DIR).join(gone_token)).unwrap();
+        let gone = base.join(format!("run-{gone_token}-2"));
+        let unknown = base.join("run-1.12345678-4");
+        for d in [&dead, &alive, &other, &ours, &gone, &unknown] {
             fs::create_dir_all(d).unwrap();
         }
         let root = CgroupRoot::v2_at(base.clone());
         // The kernel lets a task-less cgroup folder be removed with its control files;
         // a plain folder must be empty, so the dead one is left empty here.
-        assert_eq!(root.sweep_stale(), 1);
-        assert!(!dead.exists());
-        // Folders of live judges and other names are left alone.
-        assert!(alive.exists() && other.exists());
+        assert_eq!(root.sweep_stale(), 2);
+        assert!(!dead.exists() && !gone.exists());
+        assert!(!Path::new(OWNERS_DIR).join(gone_token).exists());
+        // Folders of live judges, of owners that cannot be told, and other names are
+        // left alone.
+        assert!(alive.exists() && other.exists() && ours.exists() && unknown.exists());
     }
 
     #[test]

@@ -203,7 +203,10 @@ impl Harness {
             .filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
             .collect();
         for prefix in [NATIVE_TAG, PROCESS_TAG] {
-            self.check_no_cgroups(&format!("{prefix}-{}-", std::process::id()), &stocked);
+            self.check_no_cgroups(
+                &format!("{prefix}-{}-", judge::sandbox::cgroup::owner_token()),
+                &stocked,
+            );
         }
         self.check_files(o);
     }
