@@ -323,6 +323,19 @@ pub fn clear_xattrs(dir: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether the RAM filesystem holding the wiped folder `dir` really is empty: no data
+/// pages in use. A deleted file can outlive its run, held open by a unix socket that
+/// sits in its own queue (an `SCM_RIGHTS` cycle the kernel's collector frees later):
+/// it keeps its space, so the box's next run would find its disk smaller (QA). Such a
+/// box is dropped instead of reused. False when it cannot be told.
+pub fn holds_no_data(dir: RawFd) -> bool {
+    // SAFETY: fstatfs into a zeroed statfs.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::fstatfs(dir, &mut st) == 0 && st.f_blocks.saturating_sub(st.f_bfree) == 0
+    }
+}
+
 /// Whether the folder `dir` has any extended attribute (see [`clear_xattrs`]).
 pub fn has_xattrs(dir: RawFd) -> io::Result<bool> {
     Ok(!xattr_names(dir)?.is_empty())

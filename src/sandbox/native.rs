@@ -734,7 +734,9 @@ impl NativeSandbox {
         let clean = matches!(boxfs::wipe(b.work.as_raw_fd(), &mut budget), Ok(true))
             && matches!(boxfs::wipe(b.tmp.as_raw_fd(), &mut budget), Ok(true))
             && boxfs::clear_xattrs(b.work.as_raw_fd()).is_ok()
-            && boxfs::clear_xattrs(b.tmp.as_raw_fd()).is_ok();
+            && boxfs::clear_xattrs(b.tmp.as_raw_fd()).is_ok()
+            && boxfs::holds_no_data(b.work.as_raw_fd())
+            && boxfs::holds_no_data(b.tmp.as_raw_fd());
         if !clean {
             return;
         }
