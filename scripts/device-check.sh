@@ -64,9 +64,10 @@ CANARY=/tmp/judge-canary-$RANDOM$RANDOM
 echo "canary-$RANDOM-secret" > "$CANARY"; CANARY_SUM=$(sha256sum "$CANARY")
 
 cgroup_leftovers() { # run cgroups whose judge process is gone (a leak)
+  # names are <tag>-<pid>.<nonce>-<n> (older versions: <tag>-<pid>-<n>)
   local n=0 d pid
   while read -r d; do
-    pid=$(basename "$d" | cut -d- -f2)
+    pid=$(basename "$d" | cut -d- -f2 | cut -d. -f1)
     [[ -d /proc/$pid ]] || n=$((n+1))
   done < <(find /sys/fs/cgroup -maxdepth 3 -type d \( -name 'run-*' -o -name 'proc-*' \) 2>/dev/null)
   echo $n

@@ -240,15 +240,16 @@ fn owner_alive(owner: &str) -> Option<bool> {
     {
         return None;
     }
-    let path = Path::new(OWNERS_DIR).join(owner);
-    let f = fs::File::open(&path).ok()?;
+    let f = fs::File::open(Path::new(OWNERS_DIR).join(owner)).ok()?;
     // SAFETY: flock on a descriptor we own; released when `f` is dropped.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        let _ = fs::remove_file(&path);
-        Some(false)
-    } else {
-        Some(true)
-    }
+    let locked = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0;
+    Some(locked)
+}
+
+/// Removes this process's lock file from [`OWNERS_DIR`] (at exit, once every cgroup of
+/// its is gone: later sweeps then have nothing to ask about it).
+pub fn forget_owner() {
+    let _ = fs::remove_file(Path::new(OWNERS_DIR).join(owner_token()));
 }
 
 /// A fresh run cgroup name, `<tag>-<owner>-<n>` with this process's [`owner_token`]
@@ -463,6 +464,8 @@ impl CgroupRoot {
     pub fn sweep_stale(&self) -> usize {
         let mut removed = 0;
         let mut names = std::collections::BTreeSet::new();
+        // Each owner is asked once per sweep.
+        let mut owners = std::collections::HashMap::new();
         for base in self.base_paths() {
             let Ok(rd) = fs::read_dir(&base) else {
                 continue;
@@ -478,7 +481,10 @@ impl CgroupRoot {
                 if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_lowercase()) {
                     continue;
                 }
-                if owner_alive(owner) == Some(false) {
+                let alive = *owners
+                    .entry(owner.to_string())
+                    .or_insert_with(|| owner_alive(owner));
+                if alive == Some(false) {
                     names.insert(n);
                 }
             }
@@ -509,12 +515,20 @@ impl CgroupRoot {
                 removed += 1;
             }
         }
-        // Lock files of judges that ended (unlocked), whose cgroups are gone by now.
-        if let Ok(rd) = fs::read_dir(OWNERS_DIR) {
-            for e in rd.flatten() {
-                if let Some(owner) = e.file_name().to_str() {
-                    let _ = owner_alive(owner);
-                }
+        // The lock files of dead owners whose cgroups are all gone now.
+        let left: std::collections::BTreeSet<String> = self
+            .base_paths()
+            .iter()
+            .filter_map(|b| fs::read_dir(b).ok())
+            .flat_map(|rd| rd.flatten())
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.split('-').nth(1).map(str::to_string)
+            })
+            .collect();
+        for (owner, alive) in owners {
+            if alive == Some(false) && owner.contains('.') && !left.contains(&owner) {
+                let _ = fs::remove_file(Path::new(OWNERS_DIR).join(owner));
             }
         }
         removed
@@ -1459,8 +1473,10 @@ mod tests {
         let root = CgroupRoot::v2_at(base.clone());
         // The kernel lets a task-less cgroup folder be removed with its control files;
         // a plain folder must be empty, so the dead one is left empty here.
-        assert_eq!(root.sweep_stale(), 2);
-        assert!(!dead.exists() && !gone.exists());
+        let gone_too = base.join(format!("run-{gone_token}-5"));
+        fs::create_dir_all(&gone_too).unwrap();
+        assert_eq!(root.sweep_stale(), 3);
+        assert!(!dead.exists() && !gone.exists() && !gone_too.exists());
         assert!(!Path::new(OWNERS_DIR).join(gone_token).exists());
         // Folders of live judges, of owners that cannot be told, and other names are
         // left alone.

@@ -354,15 +354,15 @@ fn register(shared: &Arc<Shared>) {
 }
 
 extern "C" fn at_exit() {
-    if HOOK_PID.load(Ordering::Relaxed) == std::process::id() {
-        stop_all(Duration::from_secs(2));
+    if HOOK_PID.load(Ordering::Relaxed) == std::process::id() && stop_all(Duration::from_secs(2)) {
+        super::cgroup::forget_owner();
     }
 }
 
 /// Stops every keeper of the process and waits (at most `timeout` in all) until each
-/// has removed its stock and pending removals. Runs still going afterwards create and
-/// remove their cgroups inline. Called at process exit.
-pub fn stop_all(timeout: Duration) {
+/// has removed its stock and pending removals; returns whether all did. Runs still
+/// going afterwards create and remove their cgroups inline. Called at process exit.
+pub fn stop_all(timeout: Duration) -> bool {
     // Both locks are only ever held for a few instructions, never across a call
     // that could reach exit.
     let live: Vec<Arc<Shared>> = LIVE
@@ -375,9 +375,11 @@ pub fn stop_all(timeout: Duration) {
         sh.stop();
     }
     let deadline = Instant::now() + timeout;
+    let mut all = true;
     for sh in &live {
-        sh.wait_done(deadline);
+        all &= sh.wait_done(deadline);
     }
+    all
 }
 
 /// One stock cgroup: made, with `limits` applied when known; removed again on failure.
