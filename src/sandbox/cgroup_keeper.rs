@@ -360,7 +360,8 @@ extern "C" fn at_exit() {
 }
 
 /// Stops every keeper of the process and waits (at most `timeout` in all) until each
-/// has removed its stock and pending removals; returns whether all did. Runs still
+/// has removed its stock and pending removals; returns whether all did and no run
+/// holds a cgroup any more. Runs still
 /// going afterwards create and remove their cgroups inline. Called at process exit.
 pub fn stop_all(timeout: Duration) -> bool {
     // Both locks are only ever held for a few instructions, never across a call
@@ -378,6 +379,8 @@ pub fn stop_all(timeout: Duration) -> bool {
     let mut all = true;
     for sh in &live {
         all &= sh.wait_done(deadline);
+        // A run still going holds a cgroup the keeper does not know of.
+        all &= lock(&sh.state).in_flight == 0;
     }
     all
 }
