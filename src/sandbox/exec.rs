@@ -284,12 +284,6 @@ impl Prepared {
     }
 }
 
-/// The rlimits of a run. RLIMIT_CPU is only a backstop (whole seconds, one more than
-/// the limit rounded up): CPU time is enforced by watching the cgroup. The stack may
-/// use the memory limit less a headroom ([`stack_bytes`]): deep recursion is fine,
-/// an infinite one ends with SIGSEGV (a runtime error, case V6) before the cgroup's
-/// OOM killer would turn it into a memory limit. No address-space limit: the JVM and
-/// Go reserve far more address space than they use.
 /// The stack limit (bytes) under a memory limit of `memory_bytes`: the limit less a
 /// headroom of 1/16 of it, at least 8 MiB (at most half the limit), for the rest of
 /// the program (code, libraries, heap). A recursion that stays within the memory
@@ -302,6 +296,12 @@ pub fn stack_bytes(memory_bytes: u64) -> u64 {
     memory_bytes - headroom
 }
 
+/// The rlimits of a run. RLIMIT_CPU is only a backstop (whole seconds, one more than
+/// the limit rounded up): CPU time is enforced by watching the cgroup. The stack may
+/// use the memory limit less a headroom ([`stack_bytes`]): deep recursion is fine,
+/// an infinite one ends with SIGSEGV (a runtime error, case V6) before the cgroup's
+/// OOM killer would turn it into a memory limit. No address-space limit: the JVM and
+/// Go reserve far more address space than they use.
 pub(crate) fn rlimits(l: &Limits) -> Vec<(u32, libc::rlimit)> {
     let r = |v: u64| libc::rlimit {
         rlim_cur: v,
@@ -549,27 +549,31 @@ fn open_host_flags(
 /// applies (QA), so both are refused; opening does not block (`O_NONBLOCK`, which
 /// regular files ignore, is cleared again).
 ///
+/// Returns the descriptor and the file's size in bytes.
+///
 /// Errors: [`SandboxError::Io`] when it cannot be opened; [`SandboxError::InvalidSpec`]
 /// when it is not a regular file.
-fn open_input(path: &std::path::Path) -> Result<OwnedFd, SandboxError> {
+fn open_input(path: &std::path::Path) -> Result<(OwnedFd, u64), SandboxError> {
     let fd = open_host_flags(path, false, libc::O_NONBLOCK | libc::O_NOCTTY)?;
-    let md = std::fs::File::from(fd.try_clone().map_err(io_internal("dup"))?)
-        .metadata()
-        .map_err(io_internal("fstat"))?;
-    if !md.file_type().is_file() {
-        return Err(SandboxError::InvalidSpec(format!(
-            "standard input {} is not a regular file",
-            path.display()
-        )));
-    }
-    // SAFETY: fcntl on a descriptor we own: back to blocking reads for the program.
+    // SAFETY: fstat into a zeroed stat; fcntl on a descriptor we own (back to blocking
+    // reads for the program).
     unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd.as_raw_fd(), &mut st) != 0 {
+            return Err(io_internal("fstat")(std::io::Error::last_os_error()));
+        }
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(SandboxError::InvalidSpec(format!(
+                "standard input {} is not a regular file",
+                path.display()
+            )));
+        }
         let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
         if fl >= 0 {
             libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK);
         }
+        Ok((fd, st.st_size as u64))
     }
-    Ok(fd)
 }
 
 fn io_internal(what: &str) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
@@ -584,19 +588,15 @@ fn io_internal(what: &str) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
 /// Mapping the file here and populating the mapping (`MADV_POPULATE_READ`, Linux 5.14;
 /// older kernels read it) charges the judge's cgroup instead; pages already cached
 /// cost a page-table walk, not a copy. Best effort: any failure leaves
-/// things as they were.
-fn cache_as_judge(fd: RawFd) {
-    // SAFETY: fstat into a zeroed stat; a private read-only mapping of a descriptor we
-    // hold, read within its length and unmapped before returning.
+/// things as they were. `fd` is a regular file of `len` bytes ([`open_input`]).
+fn cache_as_judge(fd: RawFd, len: u64) {
+    let len = len as usize;
+    if len == 0 {
+        return;
+    }
+    // SAFETY: a shared read-only mapping of a descriptor we hold, never touched (only
+    // populated by the kernel), unmapped before returning; pread into a buffer here.
     unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        if libc::fstat(fd, &mut st) != 0
-            || st.st_mode & libc::S_IFMT != libc::S_IFREG
-            || st.st_size <= 0
-        {
-            return;
-        }
-        let len = st.st_size as usize;
         let p = libc::mmap(
             std::ptr::null_mut(),
             len,
@@ -678,8 +678,8 @@ impl Stdio {
         let stdin = match &spec.stdin {
             Stdin::Null => open_host("/dev/null".as_ref(), false)?,
             Stdin::HostFile(p) => {
-                let fd = open_input(p)?;
-                cache_as_judge(fd.as_raw_fd());
+                let (fd, len) = open_input(p)?;
+                cache_as_judge(fd.as_raw_fd(), len);
                 fd
             }
             Stdin::Fd(fd) => dup_fd(fd.as_raw_fd())?,
@@ -774,8 +774,8 @@ pub(crate) struct Watched {
 
 /// Watches the run until `pidfd` becomes readable or hangs up (the program's pidfd
 /// when it exits; the native box's init socket when init reports the program's end
-/// or dies) or a limit is hit, then kills the run through `kill` (called once). CPU time is read from the
-/// cgroup; the next check comes when the remaining CPU time could be used up by all
+/// or dies) or a limit is hit, then kills the run through `kill` (called once). CPU
+/// time is read from the cgroup; the next check comes when the remaining CPU time could be used up by all
 /// `ncpu` CPUs at once, but at least every millisecond near the limit and at most
 /// every 50 ms, so a TLE is detected within about `ncpu` ms of the limit.
 pub(crate) fn watch(
