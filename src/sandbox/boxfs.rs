@@ -310,7 +310,7 @@ fn xattr_names(fd: RawFd) -> io::Result<Vec<CString>> {
 /// meanwhile).
 ///
 /// Errors: listing or removing failed.
-pub fn clear_xattrs(dir: RawFd) -> io::Result<()> {
+fn clear_xattrs(dir: RawFd) -> io::Result<()> {
     for name in xattr_names(dir)? {
         // SAFETY: fremovexattr with a NUL-terminated name.
         if unsafe { libc::fremovexattr(dir, name.as_ptr()) } != 0 {
@@ -328,7 +328,7 @@ pub fn clear_xattrs(dir: RawFd) -> io::Result<()> {
 /// sits in its own queue (an `SCM_RIGHTS` cycle the kernel's collector frees later):
 /// it keeps its space, so the box's next run would find its disk smaller (QA). Such a
 /// box is dropped instead of reused. False when it cannot be told.
-pub fn holds_no_data(dir: RawFd) -> bool {
+fn holds_no_data(dir: RawFd) -> bool {
     // SAFETY: fstatfs into a zeroed statfs.
     unsafe {
         let mut st: libc::statfs = std::mem::zeroed();
@@ -337,8 +337,47 @@ pub fn holds_no_data(dir: RawFd) -> bool {
 }
 
 /// Whether the folder `dir` has any extended attribute (see [`clear_xattrs`]).
-pub fn has_xattrs(dir: RawFd) -> io::Result<bool> {
+fn has_xattrs(dir: RawFd) -> io::Result<bool> {
     Ok(!xattr_names(dir)?.is_empty())
+}
+
+/// Gives a box folder its owner `uid` (and group), `mode` and fixed times (the epoch)
+/// back. A program may change the times of a folder it owns to anything
+/// (`utimensat`), and the nanoseconds of `/tmp`'s change when it makes a file there:
+/// read back by the box's next run, they carried ~60 bits (QA).
+pub fn restore_attrs(dir: RawFd, uid: u32, mode: libc::mode_t) {
+    let epoch = [libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    }; 2];
+    // SAFETY: fchown/fchmod/futimens on a descriptor the caller holds, with a valid
+    // array; failures leave the folder as it was (the health checks look at it).
+    unsafe {
+        libc::fchown(dir, uid, uid);
+        libc::fchmod(dir, mode);
+        libc::futimens(dir, epoch.as_ptr());
+    }
+}
+
+/// Makes a used box folder ready for the box's next run: wipes it (within `budget`,
+/// see [`wipe`]), removes its extended attributes ([`clear_xattrs`]), checks that no
+/// data outlives the wipe ([`holds_no_data`]) and restores its attributes
+/// ([`restore_attrs`]). Returns whether the folder is clean; when not, the box must be
+/// dropped.
+pub fn reset(dir: RawFd, budget: &mut usize, uid: u32, mode: libc::mode_t) -> bool {
+    let clean =
+        matches!(wipe(dir, budget), Ok(true)) && clear_xattrs(dir).is_ok() && holds_no_data(dir);
+    if clean {
+        restore_attrs(dir, uid, mode);
+    }
+    clean
+}
+
+/// Whether a box folder is clean: empty, without extended attributes.
+///
+/// Errors: reading the folder or its attributes failed.
+pub fn is_clean(dir: RawFd) -> io::Result<bool> {
+    Ok(is_empty(dir)? && !has_xattrs(dir)?)
 }
 
 #[cfg(test)]

@@ -183,6 +183,17 @@ struct WarmBox {
     stacks: raw::ChildStacks,
 }
 
+impl WarmBox {
+    /// The box's two folders with the owner and mode each must have before a run:
+    /// `/box` the box user's (0755), `/tmp` root's, sticky and world-writable (1777).
+    fn folders(&self) -> [(RawFd, u32, libc::mode_t); 2] {
+        [
+            (self.work.as_raw_fd(), self.uid, 0o755),
+            (self.tmp.as_raw_fd(), 0, 0o1777),
+        ]
+    }
+}
+
 impl Drop for WarmBox {
     fn drop(&mut self) {
         self.slots.give(self.slot);
@@ -601,12 +612,11 @@ impl NativeSandbox {
             .map_err(|_| internal("box pool poisoned"))?;
         let mut dirty = 0;
         for b in idle.values().flatten() {
-            let clean = boxfs::is_empty(b.work.as_raw_fd()).map_err(internal)?
-                && boxfs::is_empty(b.tmp.as_raw_fd()).map_err(internal)?
-                && !boxfs::has_xattrs(b.work.as_raw_fd()).map_err(internal)?
-                && !boxfs::has_xattrs(b.tmp.as_raw_fd()).map_err(internal)?;
-            if !clean {
-                dirty += 1;
+            for (dir, ..) in b.folders() {
+                if !boxfs::is_clean(dir).map_err(internal)? {
+                    dirty += 1;
+                    break;
+                }
             }
         }
         Ok(dirty)
@@ -688,12 +698,6 @@ impl NativeSandbox {
         let stacks = raw::ChildStacks::new()
             .map_err(|e| internal(format!("map the box's child stacks: {e}")))
             .map_err(give_back)?;
-        // The work folder belongs to the box user; /tmp is sticky and world-writable.
-        // SAFETY: fchown/fchmod on descriptors we own.
-        unsafe {
-            libc::fchown(work.as_raw_fd(), uid, uid);
-            libc::fchmod(work.as_raw_fd(), 0o755);
-        }
         let mut b = WarmBox {
             slot,
             uid,
@@ -708,6 +712,9 @@ impl NativeSandbox {
             retired: None,
             stacks,
         };
+        for (dir, uid, mode) in b.folders() {
+            boxfs::restore_attrs(dir, uid, mode);
+        }
         // The first run's init, made ahead like every later one.
         b.ready = spawn_init(&mut b, raw::INIT_STACKS[0]).ok();
         Ok(b)
@@ -730,13 +737,13 @@ impl NativeSandbox {
     /// Wipes a used box and keeps it warm, or drops it (the kernel frees everything
     /// with the namespace) when the wipe is too large or fails.
     fn recycle(&self, mut b: WarmBox, mounts: &[Mount]) {
+        // The program may have changed the folders' contents, attributes, modes (it
+        // owns /box) and times: all go back, or the box is dropped.
         let mut budget = WIPE_BUDGET;
-        let clean = matches!(boxfs::wipe(b.work.as_raw_fd(), &mut budget), Ok(true))
-            && matches!(boxfs::wipe(b.tmp.as_raw_fd(), &mut budget), Ok(true))
-            && boxfs::clear_xattrs(b.work.as_raw_fd()).is_ok()
-            && boxfs::clear_xattrs(b.tmp.as_raw_fd()).is_ok()
-            && boxfs::holds_no_data(b.work.as_raw_fd())
-            && boxfs::holds_no_data(b.tmp.as_raw_fd());
+        let clean = b
+            .folders()
+            .iter()
+            .all(|&(dir, uid, mode)| boxfs::reset(dir, &mut budget, uid, mode));
         if !clean {
             return;
         }
@@ -744,23 +751,6 @@ impl NativeSandbox {
         // idle box.
         if b.retired.as_mut().is_some_and(ReadyInit::try_reap) {
             b.retired = None;
-        }
-        // The program may have changed the folders' modes (it owns /box) and their
-        // times: it can set /box's to any value (utimensat), and the nanoseconds of
-        // /tmp's change when it makes a file there, both read back by the box's next
-        // run (QA: ~60 bits per run). Owner, mode and times go back to fixed values.
-        let epoch = [libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        }; 2];
-        // SAFETY: fchown/fchmod/futimens on descriptors we own, with a valid array.
-        unsafe {
-            libc::fchown(b.work.as_raw_fd(), b.uid, b.uid);
-            libc::fchmod(b.work.as_raw_fd(), 0o755);
-            libc::fchown(b.tmp.as_raw_fd(), 0, 0);
-            libc::fchmod(b.tmp.as_raw_fd(), 0o1777);
-            libc::futimens(b.work.as_raw_fd(), epoch.as_ptr());
-            libc::futimens(b.tmp.as_raw_fd(), epoch.as_ptr());
         }
         if let Ok(mut idle) = self.inner.idle.lock() {
             let list = idle.entry(mounts.to_vec()).or_default();
@@ -1063,9 +1053,7 @@ impl ReadyInit {
             _ => InitEnd::Silent,
         }
     }
-}
 
-impl ReadyInit {
     /// Reaps init if it has exited, without waiting; returns whether it did.
     fn try_reap(&mut self) -> bool {
         let mut st = 0;
