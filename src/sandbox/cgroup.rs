@@ -463,7 +463,8 @@ impl CgroupRoot {
     /// removed; failures are skipped (they are retried at the next start).
     pub fn sweep_stale(&self) -> usize {
         let mut removed = 0;
-        let mut names = std::collections::BTreeSet::new();
+        // Cgroups of dead owners: name -> owner.
+        let mut names = std::collections::BTreeMap::new();
         // Each owner is asked once per sweep.
         let mut owners = std::collections::HashMap::new();
         for base in self.base_paths() {
@@ -485,11 +486,14 @@ impl CgroupRoot {
                     .entry(owner.to_string())
                     .or_insert_with(|| owner_alive(owner));
                 if alive == Some(false) {
-                    names.insert(n);
+                    let owner = owner.to_string();
+                    names.insert(n, owner);
                 }
             }
         }
-        for n in names {
+        // Dead owners with a cgroup that could not be removed keep their lock file.
+        let mut kept = std::collections::HashSet::new();
+        for (n, owner) in names {
             let freezer = match self {
                 CgroupRoot::V1 {
                     freezer: Some(f), ..
@@ -507,27 +511,22 @@ impl CgroupRoot {
                             let _ = rmdir(d);
                         }
                     }
+                    if v1.dirs().iter().any(|d| d.exists()) {
+                        kept.insert(owner);
+                    }
                     removed += 1;
                     continue;
                 }
             }
             if cg.kill_all().is_ok() && cg.remove().is_ok() {
                 removed += 1;
+            } else {
+                kept.insert(owner);
             }
         }
         // The lock files of dead owners whose cgroups are all gone now.
-        let left: std::collections::BTreeSet<String> = self
-            .base_paths()
-            .iter()
-            .filter_map(|b| fs::read_dir(b).ok())
-            .flat_map(|rd| rd.flatten())
-            .filter_map(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                n.split('-').nth(1).map(str::to_string)
-            })
-            .collect();
         for (owner, alive) in owners {
-            if alive == Some(false) && owner.contains('.') && !left.contains(&owner) {
+            if alive == Some(false) && owner.contains('.') && !kept.contains(&owner) {
                 let _ = fs::remove_file(Path::new(OWNERS_DIR).join(owner));
             }
         }
